@@ -1,0 +1,783 @@
+"""The queue's rules, and nothing else: a sans-I/O state machine.
+
+Owns: the transition table (``TRANSITIONS``), ``Record`` (what the WAL stores), ``Step``
+(records to make durable + effects to perform once they are), the effects, the commands
+(``enqueue``, ``dispatch``, ``ack``, ``fail``, ``tick``, ``cancel``, ``settle``), the only
+mutator ``apply(record)``, and ``check()`` (the seed's ``Validate``).
+
+Must not know: files, clocks, threads, randomness.  Time arrives as ``now_s`` (seconds on
+the caller's clock: epoch seconds in the runtime, virtual seconds in the simulator).
+
+How a shell uses it (etcd-raft's "persist before acting")::
+
+    step = core.dispatch(now_s, worker_id=3)   # decides and applies in memory
+    wal.append(step.records); wait until durable
+    perform(step.effects)                       # only now hand the job to worker 3
+
+Invariants kept (``check()`` verifies all of them):
+
+* every known job is in exactly one ``JobState``; the pending indices (ready heap,
+  delayed heap, blocked table) hold each pending job exactly once;
+* an in-flight job has ``attempt >= 1`` and a deadline; the dispatch count *is* the
+  attempt count (a DISPATCH carries ``attempt = previous + 1``);
+* a blocked job's unmet-dependency count equals its dependencies not yet completed, and no
+  pending job depends on a dead job once a command (or ``settle``) has finished;
+* ``apply`` is idempotent by sequence number: a record with ``seq <= last_seq`` is already
+  reflected and returns ``False``; a gap in ``seq`` raises ``IllegalTransition``.
+
+Commands never raise for expected weather: an ACK for an attempt no longer in flight is a
+``LateAck`` effect and changes nothing (attempts are fencing tokens).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from phase1.errors import IllegalTransition, InvalidJobError, InvariantViolation
+from phase1.jobs import Job, JobState
+
+__all__ = [
+    "TRANSITIONS",
+    "RECORD_TYPES",
+    "Record",
+    "Step",
+    "SendToWorker",
+    "LateAck",
+    "Completed",
+    "Retried",
+    "DeadLettered",
+    "TimedOut",
+    "Effect",
+    "InFlight",
+    "CoreState",
+    "QueueCore",
+]
+
+P, F, C, D, I = (
+    JobState.PENDING,
+    JobState.FAILED,
+    JobState.COMPLETED,
+    JobState.DEAD,
+    JobState.IN_FLIGHT,
+)
+
+# The single source of the state machine: record type -> (states it may leave, state it
+# enters).  ``None`` stands for "not known yet".  Diagrams and tests are drawn from it.
+TRANSITIONS: dict[str, tuple[frozenset[JobState | None], JobState]] = {
+    "ENQUEUE": (frozenset({None}), P),
+    "DISPATCH": (frozenset({P}), I),
+    "ACK": (frozenset({I}), C),
+    "FAIL": (frozenset({I}), F),
+    "TIMEOUT": (frozenset({I}), F),
+    # RETRY from IN_FLIGHT happens only at recovery: the process died mid-attempt.
+    "RETRY": (frozenset({F, I}), P),
+    "DEAD": (frozenset({P, F, I}), D),
+}
+RECORD_TYPES = tuple(TRANSITIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One WAL record.  Field names are the seed's (``wal.py`` frames them as JSON).
+
+    ``attempt`` is the attempt the record is about (DISPATCH: the new attempt).
+    """
+
+    seq: int
+    type: str
+    job_id: str
+    timestamp_ms: int
+    attempt: int = 0
+    worker_id: int | None = None
+    deadline_ms: int | None = None
+    reason: str | None = None
+    job: Job | None = None
+
+
+# -- effects: what the shell performs once the step's records are durable ---------------
+@dataclass(frozen=True, slots=True)
+class SendToWorker:
+    job: Job
+    worker_id: int
+    attempt: int
+    deadline_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class LateAck:
+    """An ACK/FAIL for an attempt that is no longer in flight: ignored, counted."""
+
+    job_id: str
+    attempt: int
+    kind: str  # "ack" or "fail"
+    state: str  # the job's state when it arrived ("unknown" if never seen)
+    current_attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    job_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    job_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    job_id: str
+    attempt: int
+    cause: str  # "fail", "timeout" or "recovered"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLettered:
+    job_id: str
+    reason: str
+
+
+Effect = SendToWorker | LateAck | Completed | TimedOut | Retried | DeadLettered
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What a command decided: ``records`` to make durable, then ``effects`` to perform."""
+
+    records: tuple[Record, ...] = ()
+    effects: tuple[Effect, ...] = ()
+
+    def __add__(self, other: Step) -> Step:
+        return Step(self.records + other.records, self.effects + other.effects)
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    worker_id: int
+    attempt: int
+    deadline_ms: int
+
+
+@dataclass(slots=True)
+class CoreState:
+    """Plain data for a snapshot: everything ``QueueCore.restore`` needs.
+
+    ``pending`` is in dispatch order (priority high first, then FIFO), so FIFO order
+    survives a snapshot.
+    """
+
+    last_seq: int = 0
+    pending: list[Job] = field(default_factory=list)
+    in_flight: list[tuple[Job, InFlight]] = field(default_factory=list)
+    failed: list[Job] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    dead: dict[str, str] = field(default_factory=dict)
+
+
+class _Entry:
+    """Mutable per-job bookkeeping (one small object per live job)."""
+
+    __slots__ = ("job", "state", "attempt", "order", "flight", "unmet", "reason")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.state = P
+        self.attempt = job.attempt
+        self.order = 0
+        self.flight: InFlight | None = None
+        self.unmet = 0
+        self.reason = ""
+
+
+def _ms(now_s: float) -> int:
+    return int(round(now_s * 1000))
+
+
+class QueueCore:
+    """The queue: pending (priority heap, delayed, blocked), in flight, completed, dead.
+
+    >>> core = QueueCore(max_retry=2, task_timeout_s=1.0)
+    >>> step = core.enqueue([Job("a")], now_s=0.0)
+    >>> [r.type for r in step.records]
+    ['ENQUEUE']
+    >>> send = core.dispatch(now_s=0.0, worker_id=1).effects[0]
+    >>> (send.job.id, send.attempt, send.deadline_s)
+    ('a', 1, 1.0)
+    >>> [r.type for r in core.tick(now_s=1.0).records]
+    ['TIMEOUT', 'RETRY']
+    >>> core.ack("a", attempt=1, now_s=1.1).effects[0].kind     # a late ACK: fenced off
+    'ack'
+    >>> core.counts()["pending"]
+    1
+    """
+
+    def __init__(self, *, max_retry: int = 3, task_timeout_s: float = 3.0) -> None:
+        if max_retry < 1:
+            raise ValueError("max_retry must be >= 1")
+        if task_timeout_s <= 0:
+            raise ValueError("task_timeout_s must be > 0")
+        self.max_retry = max_retry
+        self.task_timeout_s = task_timeout_s
+        self.last_seq = 0
+        self._jobs: dict[str, _Entry] = {}
+        self._completed: dict[str, None] = {}  # insertion-ordered set
+        self._dead: dict[str, str] = {}  # id -> reason
+        self._ready: list[tuple[int, int, str]] = []  # (-priority, order, id)
+        self._delayed: list[tuple[float, int, str]] = []  # (scheduled_at, order, id)
+        self._blocked: dict[str, None] = {}
+        self._waiters: dict[str, list[str]] = {}  # dependency id -> waiting job ids
+        self._deadlines: list[tuple[int, str, int]] = []  # (deadline_ms, id, attempt)
+        self._in_flight: dict[str, _Entry] = {}
+        self._failed: dict[str, None] = {}
+        self._next_order = 0
+        self._counts = {s: 0 for s in (P, I, F)}
+        self._apply = {
+            "ENQUEUE": self._apply_enqueue,
+            "DISPATCH": self._apply_dispatch,
+            "ACK": self._apply_ack,
+            "FAIL": self._apply_end,
+            "TIMEOUT": self._apply_end,
+            "RETRY": self._apply_retry,
+            "DEAD": self._apply_dead,
+        }
+
+    # == queries =========================================================================
+    def state_of(self, job_id: str) -> JobState | None:
+        if job_id in self._completed:
+            return C
+        if job_id in self._dead:
+            return D
+        entry = self._jobs.get(job_id)
+        return entry.state if entry is not None else None
+
+    def knows(self, job_id: str) -> bool:
+        return job_id in self._jobs or job_id in self._completed or job_id in self._dead
+
+    def get(self, job_id: str) -> Job | None:
+        """The job as it is now (attempt and status current); ``None`` once completed or
+        dead, since only the id of a finished job is kept (as in the seed's snapshot)."""
+        entry = self._jobs.get(job_id)
+        if entry is None:
+            return None
+        return replace(entry.job, attempt=entry.attempt, status=entry.state.value)
+
+    def counts(self) -> dict[str, int]:
+        """Counts by state, plus the pending breakdown (ready / delayed / blocked)."""
+        return {
+            "pending": self._counts[P],
+            "in_flight": self._counts[I],
+            "completed": len(self._completed),
+            "dead": len(self._dead),
+            "failed": self._counts[F],
+            "blocked": len(self._blocked),
+            "delayed": sum(1 for _, o, j in self._delayed if self._live(j, o)),
+        }
+
+    def in_flight(self) -> dict[str, InFlight]:
+        return {
+            job_id: e.flight for job_id, e in self._in_flight.items() if e.flight is not None
+        }
+
+    def completed_ids(self) -> list[str]:
+        return list(self._completed)
+
+    def dead_reasons(self) -> dict[str, str]:
+        return dict(self._dead)
+
+    def pending_jobs(self) -> list[Job]:
+        """Pending jobs in the order they would be dispatched if all were due and unblocked."""
+        entries = [e for e in self._jobs.values() if e.state is P]
+        entries.sort(key=lambda e: (-e.job.priority, e.order))
+        return [replace(e.job, attempt=e.attempt, status=P.value) for e in entries]
+
+    def is_idle(self) -> bool:
+        """Nothing pending, in flight or failed: every known job is completed or dead."""
+        return not (self._counts[P] or self._counts[I] or self._counts[F])
+
+    def next_wakeup_s(self) -> float | None:
+        """The earliest time at which ``tick`` or ``dispatch`` could change something on its
+        own (a deadline or a delayed job coming due); shells sleep until then."""
+        times: list[float] = []
+        while self._deadlines and not self._flying(self._deadlines[0]):
+            heapq.heappop(self._deadlines)
+        if self._deadlines:
+            times.append(self._deadlines[0][0] / 1000.0)
+        while self._delayed and not self._live(self._delayed[0][2], self._delayed[0][1]):
+            heapq.heappop(self._delayed)
+        if self._delayed:
+            times.append(self._delayed[0][0])
+        return min(times) if times else None
+
+    def has_ready(self, now_s: float) -> bool:
+        self._promote(now_s)
+        while self._ready and not self._live(self._ready[0][2], self._ready[0][1]):
+            heapq.heappop(self._ready)
+        return bool(self._ready)
+
+    # == commands: decide, apply in memory, return the Step ============================
+    def enqueue(self, jobs: Sequence[Job], now_s: float) -> Step:
+        """Accept a batch of validated jobs atomically: all are enqueued or none.
+
+        Raises ``InvalidJobError`` for an id already known or repeated in the batch.
+        A job depending on a job already dead is dead-lettered in the same step.
+        """
+        seen: set[str] = set()
+        for job in jobs:
+            if job.id in seen:
+                raise InvalidJobError(
+                    f"job {job.id!r}: id is a duplicate in this batch", job_id=job.id, field="id"
+                )
+            if self.knows(job.id):
+                raise InvalidJobError(
+                    f"job {job.id!r}: id is already known (state {self.state_of(job.id)})",
+                    job_id=job.id,
+                    field="id",
+                )
+            seen.add(job.id)
+        ts = _ms(now_s)
+        records: list[Record] = []
+        effects: list[Effect] = []
+        for job in jobs:
+            if job.status != P.value:
+                job = replace(job, status=P.value)
+            records.append(self._emit("ENQUEUE", job.id, ts, attempt=job.attempt, job=job))
+            dead_dep = next((d for d in job.depends_on if d in self._dead), None)
+            if dead_dep is not None:
+                self._kill(job.id, ts, f"dependency {dead_dep!r} is dead", records, effects)
+            elif job.attempt >= self.max_retry:
+                reason = f"enqueued with attempt {job.attempt} >= max_retry {self.max_retry}"
+                self._kill(job.id, ts, reason, records, effects)
+        return Step(tuple(records), tuple(effects))
+
+    def dispatch(self, now_s: float, worker_id: int = 0, limit: int = 1) -> Step:
+        """Hand up to ``limit`` ready jobs (due, unblocked, highest priority first, FIFO
+        within a priority) to ``worker_id``; each DISPATCH counts one attempt."""
+        ts = _ms(now_s)
+        deadline_ms = _ms(now_s + self.task_timeout_s)
+        records: list[Record] = []
+        effects: list[Effect] = []
+        self._promote(now_s)
+        while len(effects) < limit and self._ready:
+            _, order, job_id = heapq.heappop(self._ready)
+            if not self._live(job_id, order):
+                continue
+            entry = self._jobs[job_id]
+            attempt = entry.attempt + 1
+            records.append(
+                self._emit(
+                    "DISPATCH",
+                    job_id,
+                    ts,
+                    attempt=attempt,
+                    worker_id=worker_id,
+                    deadline_ms=deadline_ms,
+                )
+            )
+            effects.append(
+                SendToWorker(
+                    replace(entry.job, attempt=attempt, status=I.value),
+                    worker_id,
+                    attempt,
+                    deadline_ms / 1000.0,
+                )
+            )
+        return Step(tuple(records), tuple(effects))
+
+    def ack(self, job_id: str, attempt: int, now_s: float) -> Step:
+        """Complete ``attempt`` of ``job_id``; a stale attempt is a ``LateAck``."""
+        late = self._fence(job_id, attempt, "ack")
+        if late is not None:
+            return Step((), (late,))
+        rec = self._emit("ACK", job_id, _ms(now_s), attempt=attempt)
+        return Step((rec,), (Completed(job_id, attempt),))
+
+    def fail(self, job_id: str, attempt: int, now_s: float, reason: str = "failed") -> Step:
+        """Attempt ``attempt`` failed: FAIL, then RETRY or (at ``max_retry``) DEAD."""
+        late = self._fence(job_id, attempt, "fail")
+        if late is not None:
+            return Step((), (late,))
+        ts = _ms(now_s)
+        records = [self._emit("FAIL", job_id, ts, attempt=attempt, reason=reason)]
+        effects: list[Effect] = []
+        self._retry_or_kill(job_id, ts, "fail", reason, records, effects)
+        return Step(tuple(records), tuple(effects))
+
+    def tick(self, now_s: float) -> Step:
+        """Expire in-flight attempts whose deadline has passed (the seed's timeoutLoop)."""
+        ts = _ms(now_s)
+        records: list[Record] = []
+        effects: list[Effect] = []
+        while self._deadlines and self._deadlines[0][0] <= ts:
+            item = heapq.heappop(self._deadlines)
+            if not self._flying(item):
+                continue
+            _, job_id, attempt = item
+            records.append(self._emit("TIMEOUT", job_id, ts, attempt=attempt))
+            effects.append(TimedOut(job_id, attempt))
+            reason = f"timed out on attempt {attempt}"
+            self._retry_or_kill(job_id, ts, "timeout", reason, records, effects)
+        return Step(tuple(records), tuple(effects))
+
+    def cancel(self, job_id: str, now_s: float, reason: str = "cancelled") -> Step:
+        """Dead-letter a pending job on request; in-flight, finished and unknown jobs are
+        left alone (returns an empty step) so a cancel can never lose a running result."""
+        entry = self._jobs.get(job_id)
+        if entry is None or entry.state is not P:
+            return Step()
+        records: list[Record] = []
+        effects: list[Effect] = []
+        self._kill(job_id, _ms(now_s), reason, records, effects)
+        return Step(tuple(records), tuple(effects))
+
+    def settle(self, now_s: float) -> Step:
+        """Resolve what a crash left half-done; recovery calls it once after replay.
+
+        In-flight jobs are re-queued (their attempt was already counted by DISPATCH, so a
+        job that keeps killing the process is dead-lettered at ``max_retry``); FAILED jobs
+        get their RETRY-or-DEAD decision; jobs blocked on a dead dependency die too.
+        """
+        ts = _ms(now_s)
+        records: list[Record] = []
+        effects: list[Effect] = []
+        for job_id in list(self._in_flight):
+            reason = f"process stopped during attempt {self._jobs[job_id].attempt}"
+            self._retry_or_kill(job_id, ts, "recovered", reason, records, effects)
+        for job_id in list(self._failed):
+            reason = f"attempt {self._jobs[job_id].attempt} failed before a crash"
+            self._retry_or_kill(job_id, ts, "recovered", reason, records, effects)
+        for dead_id in list(self._dead):
+            self._cascade(dead_id, ts, records, effects)
+        return Step(tuple(records), tuple(effects))
+
+    # == the only mutator =================================================================
+    def apply(self, record: Record) -> bool:
+        """Apply one record; ``False`` if it is already reflected (``seq <= last_seq``).
+
+        Raises ``IllegalTransition`` for a gap in ``seq`` or a move the table forbids; the
+        core is unchanged after the exception.
+        """
+        if record.seq <= self.last_seq:
+            return False
+        if record.seq != self.last_seq + 1:
+            raise IllegalTransition(
+                f"record seq {record.seq} follows seq {self.last_seq}: "
+                f"records {self.last_seq + 1}..{record.seq - 1} are missing",
+                job_id=record.job_id,
+                record_type=record.type,
+                state=None,
+            )
+        rule = TRANSITIONS.get(record.type)
+        if rule is None:
+            raise IllegalTransition(
+                f"seq {record.seq}: unknown record type {record.type!r}",
+                job_id=record.job_id,
+                record_type=record.type,
+                state=None,
+            )
+        state = self.state_of(record.job_id)
+        if state not in rule[0]:
+            raise IllegalTransition(
+                f"seq {record.seq}: {record.type} of job {record.job_id!r} "
+                f"is illegal in state {state.value if state else 'unknown'}",
+                job_id=record.job_id,
+                record_type=record.type,
+                state=state.value if state else None,
+            )
+        self._apply[record.type](record)
+        self.last_seq = record.seq
+        return True
+
+    def _apply_enqueue(self, r: Record) -> None:
+        if r.job is None:
+            raise IllegalTransition(
+                f"seq {r.seq}: ENQUEUE of {r.job_id!r} carries no job",
+                job_id=r.job_id,
+                record_type=r.type,
+                state=None,
+            )
+        entry = _Entry(r.job)
+        self._jobs[r.job_id] = entry
+        self._counts[P] += 1
+        for dep in r.job.depends_on:
+            if dep not in self._completed:
+                entry.unmet += 1
+                self._waiters.setdefault(dep, []).append(r.job_id)
+        self._place(entry)
+
+    def _apply_dispatch(self, r: Record) -> None:
+        entry = self._jobs[r.job_id]
+        if r.attempt != entry.attempt + 1 or r.deadline_ms is None:
+            raise IllegalTransition(
+                f"seq {r.seq}: DISPATCH of {r.job_id!r} has attempt {r.attempt}, "
+                f"expected {entry.attempt + 1}",
+                job_id=r.job_id,
+                record_type=r.type,
+                state=entry.state.value,
+            )
+        self._unplace(entry)
+        self._move(entry, I)
+        entry.attempt = r.attempt
+        entry.flight = InFlight(r.worker_id if r.worker_id is not None else 0, r.attempt, r.deadline_ms)
+        self._in_flight[r.job_id] = entry
+        heapq.heappush(self._deadlines, (r.deadline_ms, r.job_id, r.attempt))
+
+    def _apply_ack(self, r: Record) -> None:
+        entry = self._jobs.pop(r.job_id)
+        self._leave_flight(entry)
+        self._counts[I] -= 1
+        self._completed[r.job_id] = None
+        for waiter_id in self._waiters.pop(r.job_id, ()):
+            waiter = self._jobs.get(waiter_id)
+            if waiter is not None and waiter.unmet > 0:
+                waiter.unmet -= 1
+                if waiter.unmet == 0 and waiter.state is P:
+                    self._blocked.pop(waiter_id, None)
+                    self._place(waiter)
+
+    def _apply_end(self, r: Record) -> None:
+        entry = self._jobs[r.job_id]
+        self._leave_flight(entry)
+        self._move(entry, F)
+        self._failed[r.job_id] = None
+
+    def _apply_retry(self, r: Record) -> None:
+        entry = self._jobs[r.job_id]
+        if entry.state is I:
+            self._leave_flight(entry)
+        self._failed.pop(r.job_id, None)
+        self._move(entry, P)
+        self._place(entry)
+
+    def _apply_dead(self, r: Record) -> None:
+        entry = self._jobs.pop(r.job_id)
+        if entry.state is I:
+            self._leave_flight(entry)
+        elif entry.state is P:
+            self._unplace(entry)
+        self._failed.pop(r.job_id, None)
+        self._counts[entry.state] -= 1
+        self._dead[r.job_id] = r.reason or ""
+        for dep in entry.job.depends_on:
+            waiting = self._waiters.get(dep)
+            if waiting is not None and r.job_id in waiting:
+                waiting.remove(r.job_id)
+                if not waiting:
+                    del self._waiters[dep]
+
+    # == invariants ========================================================================
+    def check(self, *, settled: bool = True) -> None:
+        """Verify every invariant; raise ``InvariantViolation`` naming the first broken one.
+
+        ``settled=False`` allows what a crash may leave before ``settle`` runs (FAILED jobs,
+        pending jobs blocked on a dead dependency).
+        """
+
+        def fail(msg: str) -> None:
+            raise InvariantViolation(f"check(): {msg}")
+
+        both = self._completed.keys() & self._dead.keys()
+        if both:
+            fail(f"job {sorted(both)[0]!r} is both completed and dead")
+        for job_id in self._jobs:
+            if job_id in self._completed or job_id in self._dead:
+                fail(f"job {job_id!r} is live and finished at once")
+        by_state = {s: 0 for s in (P, I, F)}
+        for job_id, e in self._jobs.items():
+            if e.state not in by_state:
+                fail(f"job {job_id!r} has live state {e.state}")
+            by_state[e.state] += 1
+            if e.attempt < 0:
+                fail(f"job {job_id!r} has attempt {e.attempt}")
+            if (e.state is I) != (job_id in self._in_flight):
+                fail(f"job {job_id!r} in state {e.state.value} disagrees with the in-flight table")
+            if e.state is I and (e.flight is None or e.flight.attempt != e.attempt or e.attempt < 1):
+                fail(f"in-flight job {job_id!r} has no deadline or a wrong attempt")
+            if (e.state is F) != (job_id in self._failed):
+                fail(f"job {job_id!r} in state {e.state.value} disagrees with the failed table")
+            unmet = sum(1 for d in e.job.depends_on if d not in self._completed)
+            if e.state is P and e.unmet != unmet:
+                fail(f"job {job_id!r} counts {e.unmet} unmet dependencies, really {unmet}")
+            if settled and e.state is P:
+                dead = [d for d in e.job.depends_on if d in self._dead]
+                if dead:
+                    fail(f"pending job {job_id!r} depends on dead job {dead[0]!r}")
+        if by_state != self._counts:
+            fail(f"state counters {self._counts} disagree with the jobs {by_state}")
+        if settled and self._failed:
+            fail(f"job {next(iter(self._failed))!r} is FAILED after a finished command")
+        placed: dict[str, int] = {}
+        for _, order, job_id in self._ready:
+            if self._live(job_id, order):
+                placed[job_id] = placed.get(job_id, 0) + 1
+        for _, order, job_id in self._delayed:
+            if self._live(job_id, order):
+                placed[job_id] = placed.get(job_id, 0) + 1
+        for job_id in self._blocked:
+            e = self._jobs.get(job_id)
+            if e is None or e.state is not P or e.unmet == 0:
+                fail(f"job {job_id!r} is in the blocked table but not blocked")
+            placed[job_id] = placed.get(job_id, 0) + 1
+        for job_id, e in self._jobs.items():
+            if e.state is P and placed.get(job_id, 0) != 1:
+                fail(f"pending job {job_id!r} is indexed {placed.get(job_id, 0)} times")
+        for job_id, n in placed.items():
+            if n and self._jobs[job_id].state is not P:
+                fail(f"job {job_id!r} is indexed as pending in state {self._jobs[job_id].state}")
+        if self.last_seq < 0:
+            fail(f"last_seq is {self.last_seq}")
+
+    # == snapshots ===========================================================================
+    def export(self) -> CoreState:
+        """Everything a snapshot stores, as plain data (dispatch order for pending)."""
+        in_flight: list[tuple[Job, InFlight]] = []
+        for e in self._in_flight.values():
+            assert e.flight is not None
+            in_flight.append((replace(e.job, attempt=e.attempt, status=I.value), e.flight))
+        return CoreState(
+            last_seq=self.last_seq,
+            pending=self.pending_jobs(),
+            in_flight=in_flight,
+            failed=[
+                replace(self._jobs[j].job, attempt=self._jobs[j].attempt, status=F.value)
+                for j in self._failed
+            ],
+            completed=list(self._completed),
+            dead=dict(self._dead),
+        )
+
+    @classmethod
+    def restore(
+        cls, state: CoreState, *, max_retry: int = 3, task_timeout_s: float = 3.0
+    ) -> QueueCore:
+        """Rebuild a core from ``export()`` output (FIFO order within a priority kept)."""
+        core = cls(max_retry=max_retry, task_timeout_s=task_timeout_s)
+        core._completed = dict.fromkeys(state.completed)
+        core._dead = dict(state.dead)
+        for job in state.pending:
+            core._restore_entry(job, P)
+        for job, flight in state.in_flight:
+            entry = core._restore_entry(job, I)
+            entry.flight = flight
+            core._in_flight[job.id] = entry
+            heapq.heappush(core._deadlines, (flight.deadline_ms, job.id, flight.attempt))
+        for job in state.failed:
+            core._restore_entry(job, F)
+            core._failed[job.id] = None
+        core.last_seq = state.last_seq
+        return core
+
+    def _restore_entry(self, job: Job, st: JobState) -> _Entry:
+        entry = _Entry(replace(job, status=P.value))
+        entry.attempt = job.attempt
+        entry.state = st
+        self._jobs[job.id] = entry
+        self._counts[st] += 1
+        for dep in job.depends_on:
+            if dep not in self._completed:
+                entry.unmet += 1
+                self._waiters.setdefault(dep, []).append(job.id)
+        if st is P:
+            self._place(entry)
+        return entry
+
+    # == helpers =================================================================================
+    def _emit(self, rtype: str, job_id: str, ts: int, **fields: Any) -> Record:
+        rec = Record(self.last_seq + 1, rtype, job_id, ts, **fields)
+        self.apply(rec)
+        return rec
+
+    def _fence(self, job_id: str, attempt: int, kind: str) -> LateAck | None:
+        entry = self._in_flight.get(job_id)
+        if entry is not None and entry.attempt == attempt:
+            return None
+        state = self.state_of(job_id)
+        current = self._jobs[job_id].attempt if job_id in self._jobs else 0
+        return LateAck(job_id, attempt, kind, state.value if state else "unknown", current)
+
+    def _retry_or_kill(
+        self,
+        job_id: str,
+        ts: int,
+        cause: str,
+        reason: str,
+        records: list[Record],
+        effects: list[Effect],
+    ) -> None:
+        attempt = self._jobs[job_id].attempt
+        if attempt >= self.max_retry:
+            why = f"{reason}; max_retry {self.max_retry} reached"
+            self._kill(job_id, ts, why, records, effects)
+        else:
+            records.append(self._emit("RETRY", job_id, ts, attempt=attempt, reason=reason))
+            effects.append(Retried(job_id, attempt, cause))
+
+    def _kill(
+        self, job_id: str, ts: int, reason: str, records: list[Record], effects: list[Effect]
+    ) -> None:
+        attempt = self._jobs[job_id].attempt
+        records.append(self._emit("DEAD", job_id, ts, attempt=attempt, reason=reason))
+        effects.append(DeadLettered(job_id, reason))
+        self._cascade(job_id, ts, records, effects)
+
+    def _cascade(self, dead_id: str, ts: int, records: list[Record], effects: list[Effect]) -> None:
+        """Jobs waiting on a dead job can never run: dead-letter them, with the reason."""
+        for waiter_id in list(self._waiters.get(dead_id, ())):
+            waiter = self._jobs.get(waiter_id)
+            if waiter is not None and waiter.state is P:
+                self._kill(waiter_id, ts, f"dependency {dead_id!r} is dead", records, effects)
+
+    def _move(self, entry: _Entry, new: JobState) -> None:
+        self._counts[entry.state] -= 1
+        self._counts[new] += 1
+        entry.state = new
+
+    def _place(self, entry: _Entry) -> None:
+        """Index a pending job: blocked on dependencies, delayed until due, or ready."""
+        entry.order = self._next_order
+        self._next_order += 1
+        job = entry.job
+        if entry.unmet:
+            self._blocked[job.id] = None
+        elif job.scheduled_at is not None:
+            heapq.heappush(self._delayed, (job.scheduled_at, entry.order, job.id))
+        else:
+            heapq.heappush(self._ready, (-job.priority, entry.order, job.id))
+
+    def _unplace(self, entry: _Entry) -> None:
+        # Heap entries are invalidated lazily: a new order number makes old ones stale.
+        self._blocked.pop(entry.job.id, None)
+        entry.order = -1
+
+    def _live(self, job_id: str, order: int) -> bool:
+        entry = self._jobs.get(job_id)
+        return entry is not None and entry.state is P and entry.order == order and not entry.unmet
+
+    def _flying(self, item: tuple[int, str, int]) -> bool:
+        entry = self._in_flight.get(item[1])
+        return entry is not None and entry.attempt == item[2]
+
+    def _leave_flight(self, entry: _Entry) -> None:
+        self._in_flight.pop(entry.job.id, None)
+        entry.flight = None
+
+    def _promote(self, now_s: float) -> None:
+        """Move delayed jobs that are due into the ready heap (index work, not state)."""
+        while self._delayed and self._delayed[0][0] <= now_s:
+            _, order, job_id = heapq.heappop(self._delayed)
+            if self._live(job_id, order):
+                entry = self._jobs[job_id]
+                heapq.heappush(self._ready, (-entry.job.priority, order, job_id))
+
+
+def replay(core: QueueCore, records: Iterable[Record]) -> int:
+    """Apply ``records`` in order; returns how many changed the core (idempotent)."""
+    applied = 0
+    for rec in records:
+        if core.apply(rec):
+            applied += 1
+    return applied

@@ -1,0 +1,151 @@
+"""The ``Disk`` protocol: every byte phase1 stores goes through one of these.
+
+``OsDisk`` talks to the real file system and fsyncs files *and* folders.  ``SimDisk``
+(``phase1.sim.disk``) keeps durable and volatile bytes apart so the simulation and the
+crash explorer can drop what a power loss would drop.
+
+Paths are plain strings.  The durable modules (``wal``, ``snapshot``, ``recovery``) never
+import ``os``; they only call these methods, so they run unchanged on either disk.
+
+Durability model (what a caller may rely on):
+
+* ``append``/``write`` put bytes in the OS page cache: they survive a process crash,
+  not a power loss, until ``fsync(path)`` returns.
+* A new name (``write`` creating a file, ``rename``, ``unlink``) is durable only after
+  ``fsync_dir`` of the folder that holds it returns.
+* ``truncate`` is volatile until ``fsync(path)``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Disk", "OsDisk"]
+
+
+@runtime_checkable
+class Disk(Protocol):
+    def exists(self, path: str) -> bool: ...
+    def size(self, path: str) -> int: ...
+    def listdir(self, folder: str) -> list[str]:
+        """Names (not paths) in ``folder``, sorted; ``[]`` when the folder is missing."""
+        ...
+    def makedirs(self, folder: str) -> None: ...
+    def read(self, path: str) -> bytes: ...
+    def write(self, path: str, data: bytes) -> None:
+        """Create or replace the *contents* of ``path`` (not atomic, not durable)."""
+        ...
+    def append(self, path: str, data: bytes) -> None:
+        """Append to ``path``, creating it if missing (not durable until fsync)."""
+        ...
+    def truncate(self, path: str, size: int) -> None: ...
+    def fsync(self, path: str) -> None: ...
+    def fsync_dir(self, folder: str) -> None: ...
+    def rename(self, src: str, dst: str) -> None:
+        """Atomically replace ``dst`` with ``src`` (durable after ``fsync_dir``)."""
+        ...
+    def unlink(self, path: str) -> None: ...
+    def close(self) -> None:
+        """Release any cached handles; the disk stays usable (handles reopen on demand)."""
+        ...
+
+
+def _folder(path: str) -> str:
+    return os.path.dirname(path) or "."
+
+
+class OsDisk:
+    """The real file system.
+
+    Append handles are cached per path (opening a file per record would cost more than
+    the write), so ``append`` + ``fsync`` on the same path reuse one descriptor.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    # -- queries -----------------------------------------------------------------
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def size(self, path: str) -> int:
+        return os.stat(path).st_size
+
+    def listdir(self, folder: str) -> list[str]:
+        try:
+            return sorted(os.listdir(folder))
+        except FileNotFoundError:
+            return []
+
+    def read(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    # -- mutations -----------------------------------------------------------------
+    def makedirs(self, folder: str) -> None:
+        os.makedirs(folder or ".", exist_ok=True)
+
+    def write(self, path: str, data: bytes) -> None:
+        self._drop(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+    def append(self, path: str, data: bytes) -> None:
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fds[path] = fd
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    def truncate(self, path: str, size: int) -> None:
+        os.truncate(path, size)
+
+    def fsync(self, path: str) -> None:
+        fd = self._fds.get(path)
+        if fd is not None:
+            os.fsync(fd)
+            return
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def fsync_dir(self, folder: str) -> None:
+        fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._drop(src)
+        self._drop(dst)
+        os.replace(src, dst)
+
+    def unlink(self, path: str) -> None:
+        self._drop(path)
+        os.unlink(path)
+
+    def close(self) -> None:
+        for path in list(self._fds):
+            self._drop(path)
+
+    def _drop(self, path: str) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+
+def folder_of(path: str) -> str:
+    """The folder holding ``path`` (``"."`` for a bare name); pure string work."""
+    head, _, _ = path.rpartition("/")
+    return head or "."
