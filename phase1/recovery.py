@@ -1,0 +1,192 @@
+"""Recovery: newest valid snapshot + replay of the WAL records after it.
+
+Owns: ``recover(disk, config) -> (QueueCore, RecoveryReport)`` and ``open_writer``, which
+makes the records that recovery itself decided (``settle``) durable before anything else.
+
+Must not know: threads, clocks (the caller passes ``now_s`` and, if it wants the time
+taken, a ``timer``), randomness.  It runs unchanged on ``OsDisk`` and on ``SimDisk``.
+
+Steps, each safe to repeat (recovery is idempotent: a crash *during* recovery is just
+another crash):
+
+1. load the newest snapshot that passes its checksum; a damaged newer one is reported
+   (``snapshot_damaged``) and the previous kept one used; none at all is a fresh start;
+2. read the WAL segments; a torn tail (a crash mid-append) is truncated so the next
+   append does not glue onto garbage, and reported; damage followed by valid records is
+   corruption and raises ``WalCorruptionError`` (``phase1 wal repair`` cuts it, on request);
+3. replay records with ``seq > snapshot.last_seq`` through ``QueueCore.apply`` (the same
+   mutator as live operation, so replay cannot drift from it);
+4. ``settle``: jobs that were in flight when the process died are re-queued (their
+   attempt is already counted, so a job that kills the process every time is
+   dead-lettered at ``max_retry``); the records this produces are returned in the report
+   and must be appended first (``open_writer`` does that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from phase1.config import Config
+from phase1.core import QueueCore, Record
+from phase1.disk import Disk
+from phase1.errors import IllegalTransition, WalCorruptionError
+from phase1.snapshot import load_snapshot
+from phase1.wal import TornTail, WalWriter, read_wal, truncate_torn
+
+__all__ = ["RecoveryReport", "recover", "open_writer"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What recovery found and did; ``duration_s`` is 0.0 unless a timer was given."""
+
+    snapshot_used: str | None
+    snapshot_last_seq: int
+    snapshot_jobs: int
+    snapshot_damaged: tuple[tuple[str, str], ...]
+    wal_segments: tuple[str, ...]
+    records_read: int
+    records_replayed: int
+    torn: TornTail | None
+    torn_bytes_truncated: int
+    wal_last_seq: int
+    settle_records: tuple[Record, ...]
+    requeued: int
+    dead_lettered: int
+    last_seq: int
+    counts: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def summary(self) -> str:
+        """One line for logs and notebooks."""
+        snap = (
+            f"snapshot {self.snapshot_used} (seq {self.snapshot_last_seq}, "
+            f"{self.snapshot_jobs} jobs)"
+            if self.snapshot_used
+            else "no snapshot"
+        )
+        torn = f", torn tail {self.torn_bytes_truncated} bytes truncated" if self.torn else ""
+        damaged = f", {len(self.snapshot_damaged)} damaged snapshot(s) skipped" if self.snapshot_damaged else ""
+        return (
+            f"recovered from {snap} + {self.records_replayed} WAL records{torn}{damaged}; "
+            f"re-queued {self.requeued}, dead-lettered {self.dead_lettered}; "
+            f"last_seq {self.last_seq}"
+        )
+
+
+def recover(
+    disk: Disk,
+    config: Config,
+    *,
+    now_s: float = 0.0,
+    timer: Callable[[], float] | None = None,
+    truncate: bool = True,
+) -> tuple[QueueCore, RecoveryReport]:
+    """Rebuild the queue from ``config.snapshot_path`` and ``config.wal_path``.
+
+    ``truncate=False`` reads without changing any file (``phase1 status`` uses it).
+    Raises ``WalCorruptionError`` or ``SnapshotError`` (with file and offset) when the
+    files cannot be trusted; nothing is modified in that case.
+    """
+    started = timer() if timer is not None else 0.0
+    loaded = load_snapshot(disk, config.snapshot_path, keep=config.snapshots_kept)
+    if loaded.state is not None:
+        core = QueueCore.restore(
+            loaded.state, max_retry=config.max_retry, task_timeout_s=config.task_timeout_s
+        )
+        snapshot_jobs = (
+            len(loaded.state.pending)
+            + len(loaded.state.in_flight)
+            + len(loaded.state.failed)
+            + len(loaded.state.completed)
+            + len(loaded.state.dead)
+        )
+    else:
+        core = QueueCore(max_retry=config.max_retry, task_timeout_s=config.task_timeout_s)
+        snapshot_jobs = 0
+    snapshot_last_seq = core.last_seq
+
+    read = read_wal(disk, config.wal_path, after_seq=snapshot_last_seq)
+    if read.records and read.records[0].seq != snapshot_last_seq + 1:
+        first = read.records[0]
+        where = read.segments[0] if read.segments else config.wal_path
+        raise WalCorruptionError(
+            f"{where}: the WAL resumes at seq {first.seq} but the snapshot "
+            f"{loaded.used_path or '(none)'} ends at seq {snapshot_last_seq}: records "
+            f"{snapshot_last_seq + 1}..{first.seq - 1} are missing; restore the missing "
+            f"segment or an older snapshot",
+            path=where,
+            line=1,
+            offset=0,
+            seq=first.seq,
+        )
+
+    replayed = 0
+    for rec in read.records:
+        try:
+            if core.apply(rec):
+                replayed += 1
+        except IllegalTransition as exc:
+            raise IllegalTransition(
+                f"{config.wal_path}: replay stopped: {exc} (the WAL does not belong to this "
+                f"snapshot, or phase1 has a bug; `phase1 wal verify` shows the records)",
+                job_id=exc.job_id,
+                record_type=exc.record_type,
+                state=exc.state,
+            ) from exc
+    core.check(settled=False)
+    wal_last_seq = core.last_seq
+
+    truncated = 0
+    if read.torn is not None and truncate:
+        truncate_torn(disk, read.torn)
+        truncated = read.torn.length_bytes
+
+    settle = core.settle(now_s)
+    core.check()
+    requeued = sum(1 for r in settle.records if r.type == "RETRY")
+    dead = sum(1 for r in settle.records if r.type == "DEAD")
+    report = RecoveryReport(
+        snapshot_used=loaded.used_path,
+        snapshot_last_seq=snapshot_last_seq,
+        snapshot_jobs=snapshot_jobs,
+        snapshot_damaged=tuple(loaded.damaged),
+        wal_segments=tuple(read.segments),
+        records_read=len(read.records),
+        records_replayed=replayed,
+        torn=read.torn,
+        torn_bytes_truncated=truncated,
+        wal_last_seq=wal_last_seq,
+        settle_records=settle.records,
+        requeued=requeued,
+        dead_lettered=dead,
+        last_seq=core.last_seq,
+        counts=core.counts(),
+        duration_s=(timer() - started) if timer is not None else 0.0,
+    )
+    return core, report
+
+
+def open_writer(
+    disk: Disk, config: Config, report: RecoveryReport, *, segment_bytes: int | None = None
+) -> WalWriter:
+    """A ``WalWriter`` continuing after ``report``, with the settle records made durable.
+
+    Recovery's own decisions (RETRY/DEAD for jobs a crash left in flight) are written and
+    fsynced before any new work, whatever the commit policy, so that a second crash
+    replays to the same state.
+    """
+    writer = WalWriter(
+        disk,
+        config.wal_path,
+        next_seq=report.wal_last_seq + 1,
+        policy=config.commit_policy,
+        batch_size=config.batch_size,
+        batch_interval_s=config.batch_interval_s,
+        segment_bytes=segment_bytes if segment_bytes is not None else config.segment_bytes,
+    )
+    if report.settle_records:
+        writer.append(report.settle_records)
+        writer.sync()
+    return writer

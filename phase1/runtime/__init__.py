@@ -1,0 +1,5 @@
+"""The threaded shell: real threads, real time, real files around the pure core."""
+
+from phase1.runtime.durable import DurableQueue
+
+__all__ = ["DurableQueue"]
