@@ -618,8 +618,8 @@ class QueueCore:
             if self._live(job_id, order):
                 placed[job_id] = placed.get(job_id, 0) + 1
         for job_id in self._blocked:
-            e = self._jobs.get(job_id)
-            if e is None or e.state is not P or e.unmet == 0:
+            blocked = self._jobs.get(job_id)
+            if blocked is None or blocked.state is not P or blocked.unmet == 0:
                 fail(f"job {job_id!r} is in the blocked table but not blocked")
             placed[job_id] = placed.get(job_id, 0) + 1
         for job_id, e in self._jobs.items():
