@@ -279,9 +279,7 @@ class QueueCore:
         }
 
     def in_flight(self) -> dict[str, InFlight]:
-        return {
-            job_id: e.flight for job_id, e in self._in_flight.items() if e.flight is not None
-        }
+        return {job_id: e.flight for job_id, e in self._in_flight.items() if e.flight is not None}
 
     def completed_ids(self) -> list[str]:
         return list(self._completed)
@@ -522,7 +520,9 @@ class QueueCore:
         self._unplace(entry)
         self._move(entry, I)
         entry.attempt = r.attempt
-        entry.flight = InFlight(r.worker_id if r.worker_id is not None else 0, r.attempt, r.deadline_ms)
+        entry.flight = InFlight(
+            r.worker_id if r.worker_id is not None else 0, r.attempt, r.deadline_ms
+        )
         self._in_flight[r.job_id] = entry
         heapq.heappush(self._deadlines, (r.deadline_ms, r.job_id, r.attempt))
 
@@ -595,7 +595,9 @@ class QueueCore:
                 fail(f"job {job_id!r} has attempt {e.attempt}")
             if (e.state is I) != (job_id in self._in_flight):
                 fail(f"job {job_id!r} in state {e.state.value} disagrees with the in-flight table")
-            if e.state is I and (e.flight is None or e.flight.attempt != e.attempt or e.attempt < 1):
+            if e.state is I and (
+                e.flight is None or e.flight.attempt != e.attempt or e.attempt < 1
+            ):
                 fail(f"in-flight job {job_id!r} has no deadline or a wrong attempt")
             if (e.state is F) != (job_id in self._failed):
                 fail(f"job {job_id!r} in state {e.state.value} disagrees with the failed table")

@@ -44,6 +44,9 @@ PRIORITY_MAX = 10
 JOB_ID_MAX_CHARS = 256
 DEPENDS_MAX = 1_000
 PAYLOAD_MAX_BYTES = 1 << 20  # a queue is not a blob store: 1 MiB per payload
+_TIME_MAX_S = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+_PAYLOAD_MAX_DEPTH = 64
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson (and most JSON peers) keep exactly
 _FIELDS = frozenset(
     {"id", "payload", "attempt", "status", "priority", "scheduled_at", "depends_on"}
 )
@@ -82,7 +85,7 @@ class Job:
 
 
 class _Rng(Protocol):
-    def randrange(self, stop: int) -> int: ...
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int: ...
 
 
 def _bad(where: str, job_id: str | None, field: str, what: str) -> InvalidJobError:
@@ -96,9 +99,16 @@ def _parse_time(value: Any, where: str, job_id: str) -> float | None:
     if isinstance(value, bool):
         raise _bad(where, job_id, "scheduled_at", f"={value!r} is not a timestamp")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise _bad(where, job_id, "scheduled_at", f"={value!r} is not a finite time >= 0")
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds) or not 0 <= seconds <= _TIME_MAX_S:
+            shown = value if seconds != math.inf or isinstance(value, float) else "a huge number"
+            raise _bad(
+                where, job_id, "scheduled_at", f"={shown!r} is not a time from 0 to year 9999"
+            )
+        return seconds
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -113,6 +123,37 @@ def _parse_time(value: Any, where: str, job_id: str) -> float | None:
             raise _bad(where, job_id, "scheduled_at", f"={value!r} has no time zone (add 'Z')")
         return parsed.timestamp()
     raise _bad(where, job_id, "scheduled_at", f"has type {type(value).__name__}")
+
+
+def _json_problem(value: Any) -> str:
+    """Why ``value`` would not survive a JSON round trip unchanged ("" when it would).
+
+    Stricter than ``orjson.dumps``, which quietly writes NaN as null and serialises
+    datetimes and dataclasses: a payload must come back from the WAL exactly as given.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "payload", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > _PAYLOAD_MAX_DEPTH:
+            return f"{path} nests deeper than {_PAYLOAD_MAX_DEPTH} levels"
+        if item is None or isinstance(item, str | bool):
+            continue
+        if isinstance(item, int):
+            if not _INT_MIN <= item <= _INT_MAX:
+                return f"{path} is an integer outside the 64-bit range"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{path} is {item!r}, which JSON cannot hold"
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    return f"{path} has a non-string key {key!r}"
+                stack.append((sub, f"{path}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
+        else:
+            return f"{path} is a {type(item).__name__}"
+    return ""
 
 
 def validate_job(obj: Any, *, where: str = "") -> Job:
@@ -145,14 +186,12 @@ def validate_job(obj: Any, *, where: str = "") -> Job:
         raise _bad(where, job_id, unknown[0], f"is not a job field (known: {sorted(_FIELDS)})")
 
     payload = obj.get("payload")
-    try:
-        encoded = orjson.dumps(payload)
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        raise _bad(where, job_id, "payload", f"is not JSON: {exc}") from None
+    problem = _json_problem(payload)
+    if problem:
+        raise _bad(where, job_id, "payload", f"is not JSON: {problem}")
+    encoded = orjson.dumps(payload)
     if len(encoded) > PAYLOAD_MAX_BYTES:
         raise _bad(where, job_id, "payload", f"is {len(encoded)} bytes (max {PAYLOAD_MAX_BYTES})")
-    if isinstance(payload, float) and not math.isfinite(payload):
-        raise _bad(where, job_id, "payload", "is not finite JSON")
 
     attempt = obj.get("attempt", 0)
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:

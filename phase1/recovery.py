@@ -67,7 +67,11 @@ class RecoveryReport:
             else "no snapshot"
         )
         torn = f", torn tail {self.torn_bytes_truncated} bytes truncated" if self.torn else ""
-        damaged = f", {len(self.snapshot_damaged)} damaged snapshot(s) skipped" if self.snapshot_damaged else ""
+        damaged = (
+            f", {len(self.snapshot_damaged)} damaged snapshot(s) skipped"
+            if self.snapshot_damaged
+            else ""
+        )
         return (
             f"recovered from {snap} + {self.records_replayed} WAL records{torn}{damaged}; "
             f"re-queued {self.requeued}, dead-lettered {self.dead_lettered}; "

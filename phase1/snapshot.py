@@ -488,7 +488,7 @@ def load_snapshot(disk: Disk, path: str, *, keep: int = 2) -> SnapshotLoad:
         raise SnapshotError(
             f"no readable snapshot among {len(damaged)} file(s): {listing}. "
             "Restore a snapshot from backup, or move these files aside and recover from "
-            "the WAL alone if it still starts at seq 1 (`phase1 wal show`)",
+            "the WAL alone if it still starts at seq 1 (`phase1 wal stats`)",
             path=path,
         )
     return SnapshotLoad(None, None, damaged, leftover_tmp)

@@ -1,0 +1,918 @@
+"""The write-ahead log: record framing, segments, the writer and the reader.
+
+Owns: the on-disk record format (``encode_record`` / ``decode_line``), ``WalWriter`` (one
+``disk.append`` per batch, commit policies ``always`` / ``batch`` / ``never``, group-commit
+split, segment rotation, poisoning after a failed fsync), ``read_wal`` (torn tail vs
+corruption, as in leveldb's ``log_reader`` and etcd's ``wal``), ``truncate_torn``,
+``verify_wal``, ``wal_stats``, ``repair_wal``, ``list_segments`` and
+``drop_segments_upto``.
+
+Must not know: ``os``, clocks, threads, randomness.  Every byte goes through a ``Disk``;
+time arrives as ``now_s``.  ``WalWriter`` takes no locks: the threaded runtime serialises
+``append``/``rotate`` under its core lock and may run ``fsync_upto`` outside it (never at the
+same time as ``rotate``).
+
+Record format
+-------------
+JSON Lines: one record per line, UTF-8, terminated by ``\\n``.  Keys, in this order::
+
+    seq, type, job_id, timestamp, [attempt], [worker_id], [deadline_ms], [reason], [job], checksum
+
+* ``seq`` (integer >= 1): consecutive across the whole log (each record is the previous + 1).
+* ``type``: ``ENQUEUE``, ``DISPATCH``, ``ACK``, ``FAIL``, ``TIMEOUT``, ``RETRY`` or ``DEAD``.
+* ``job_id`` (non-empty string).
+* ``timestamp``: ISO 8601 UTC with milliseconds, ``"2024-01-01T10:00:00.000Z"``.
+* optional, present only when set: ``attempt`` (omitted when 0), ``worker_id``,
+  ``deadline_ms`` (milliseconds on the queue's clock), ``reason``, and ``job`` (ENQUEUE
+  only, required there: ``{"id", "payload", "attempt", "status"}`` plus ``priority``,
+  ``scheduled_at``, ``depends_on`` when not default).
+* ``checksum``, always last: ``zlib.crc32`` of the line's bytes *before*
+  ``,"checksum":``, i.e. of the JSON text of every other field without its closing brace::
+
+      body = orjson.dumps(fields)           # b'{"seq":1,...,"job_id":"a"...}'
+      crc  = zlib.crc32(body[:-1])
+      line = body[:-1] + b',"checksum":' + str(crc).encode() + b'}\\n'
+
+  Any changed byte of the body fails the check; the trailer must be exactly
+  ``,"checksum":<decimal crc>}`` (no spaces).
+
+Example (one line)::
+
+    {"seq":2,"type":"DISPATCH","job_id":"task-0001","timestamp":"2024-01-01T10:00:00.000Z",
+     "attempt":1,"worker_id":3,"deadline_ms":1704103203000,"checksum":1234567890}
+
+Every line is plain JSON, so the seed's recipes work: ``jq 'select(.type == "TIMEOUT")'
+data/wal.log``, ``jq -r .type data/wal.log | sort | uniq -c``.
+
+Segments
+--------
+The active segment is ``wal_path`` (``data/wal.log``).  ``rotate`` (at snapshot time, or when
+the active segment exceeds ``segment_bytes``) fsyncs it and renames it to
+``f"{wal_path}.{last_seq:012d}"`` (the seq of its last record), then fsyncs the folder; the
+next append creates a fresh active file.  The log is the closed segments in seq order, then
+the active one.  ``drop_segments_upto`` deletes closed segments wholly covered by a durable
+snapshot.  Other names in the folder (``wal.log.corrupt-...``) are ignored.
+
+Reading: torn tail vs corruption
+--------------------------------
+* In the last segment file, a damaged region (a line without ``\\n``, bad JSON, a checksum
+  mismatch, NUL bytes from a power loss, invalid UTF-8, an empty line, a bad field) that no
+  valid record follows is a *torn tail*: the expected residue of a crash.  ``read_wal``
+  reports it in ``WalRead.torn``; ``truncate_torn`` cuts it before the next append.
+* A damaged line followed by any valid record (later in the file or in a later segment), or
+  damage anywhere in a closed segment (closed segments are fsynced before they are renamed,
+  so a crash never tears them), is *corruption*: ``WalCorruptionError`` names file, line,
+  offset and seq.  So is a break in the sequence (gap, repeat, going backwards); only the
+  first record read may start anywhere, since older segments may have been dropped.
+* ``repair_wal`` cuts the log at the first damage, only when asked, after saving every cut
+  byte to ``f"{path}.corrupt-{offset}"``.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from phase1.core import RECORD_TYPES, Record
+from phase1.disk import Disk, folder_of
+from phase1.errors import DurabilityError, WalCorruptionError
+from phase1.jobs import Job, job_from_dict, job_to_dict
+
+__all__ = [
+    "POLICIES",
+    "DEFAULT_SEGMENT_BYTES",
+    "encode_record",
+    "encode_records",
+    "decode_line",
+    "TornTail",
+    "WalRead",
+    "RepairReport",
+    "WalWriter",
+    "list_segments",
+    "segment_path",
+    "drop_segments_upto",
+    "read_wal",
+    "verify_wal",
+    "truncate_torn",
+    "wal_stats",
+    "repair_wal",
+]
+
+POLICIES = ("always", "batch", "never")
+DEFAULT_SEGMENT_BYTES = 64 << 20
+
+_TRAILER = b',"checksum":'
+_TYPES = frozenset(RECORD_TYPES)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+_CACHE_MAX = 4096
+_OPTIONAL = ("attempt", "worker_id", "deadline_ms", "reason", "job")
+_KEYS = frozenset(("seq", "type", "job_id", "timestamp", "checksum") + _OPTIONAL)
+_PREFIX_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
+_SEQ_RE = re.compile(rb'\{"seq":(\d{1,19})[,}]')
+
+
+class _BadRecord(ValueError):
+    """A line that is not a valid record; ``reason`` says why (private: read_wal decides)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# == timestamps ===========================================================================
+# One record in a busy second shares its "YYYY-MM-DDTHH:MM:SS" prefix with the next
+# thousands, so both directions cache per second instead of calling datetime per record.
+_iso_by_sec: dict[int, str] = {}
+_sec_by_iso: dict[str, int] = {}
+_ms_by_iso: dict[str, int] = {}
+
+
+def _iso(timestamp_ms: int) -> str:
+    sec, milli = divmod(timestamp_ms, 1000)
+    prefix = _iso_by_sec.get(sec)
+    if prefix is None:
+        if len(_iso_by_sec) >= _CACHE_MAX:
+            _iso_by_sec.clear()
+        prefix = datetime.fromtimestamp(sec, UTC).isoformat(timespec="seconds")[:19]
+        _iso_by_sec[sec] = prefix
+    return f"{prefix}.{milli:03d}Z"
+
+
+def _parse_ts(ts: object) -> int:
+    if type(ts) is not str:
+        raise _BadRecord(f"timestamp={ts!r} is not a string")
+    ms = _ms_by_iso.get(ts)
+    if ms is not None:
+        return ms
+    if len(ts) != 24 or ts[19] != "." or ts[23] != "Z":
+        raise _BadRecord(f"timestamp={ts!r} is not like '2024-01-01T10:00:00.000Z'")
+    milli = ts[20:23]
+    if not (milli.isascii() and milli.isdigit()):
+        raise _BadRecord(f"timestamp={ts!r} has no milliseconds")
+    prefix = ts[:19]
+    sec = _sec_by_iso.get(prefix)
+    if sec is None:
+        if not _PREFIX_RE.fullmatch(prefix):
+            raise _BadRecord(f"timestamp={ts!r} is not like '2024-01-01T10:00:00.000Z'")
+        try:
+            moment = datetime.fromisoformat(prefix).replace(tzinfo=UTC)
+        except ValueError:
+            raise _BadRecord(f"timestamp={ts!r} is not a valid time") from None
+        sec = (moment - _EPOCH) // _SECOND
+        if len(_sec_by_iso) >= _CACHE_MAX:
+            _sec_by_iso.clear()
+        _sec_by_iso[prefix] = sec
+    ms = sec * 1000 + int(milli)
+    if len(_ms_by_iso) >= _CACHE_MAX:
+        _ms_by_iso.clear()
+    _ms_by_iso[ts] = ms
+    return ms
+
+
+def _record_maker() -> Callable[..., Record]:
+    """``Record(...)`` positionally, but faster: a frozen dataclass's ``__init__`` pays an
+    ``object.__setattr__`` call per field; setting the slots directly costs about half
+    (decoding is bound by this).  Falls back to the constructor if ``Record`` changes."""
+    names = "seq type job_id timestamp_ms attempt worker_id deadline_ms reason job".split()
+    if getattr(Record, "__slots__", None) != tuple(names) or hasattr(Record, "__post_init__"):
+        return Record  # pragma: no cover - only if core.Record changes shape
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = [Record.__dict__[n].__set__ for n in names]
+    new = object.__new__
+
+    def make(
+        seq: int,
+        rtype: str,
+        job_id: str,
+        timestamp_ms: int,
+        attempt: int,
+        worker_id: int | None,
+        deadline_ms: int | None,
+        reason: str | None,
+        job: Job | None,
+    ) -> Record:
+        rec: Record = new(Record)
+        s0(rec, seq)
+        s1(rec, rtype)
+        s2(rec, job_id)
+        s3(rec, timestamp_ms)
+        s4(rec, attempt)
+        s5(rec, worker_id)
+        s6(rec, deadline_ms)
+        s7(rec, reason)
+        s8(rec, job)
+        return rec
+
+    return make
+
+
+_make_record = _record_maker()
+
+
+# == framing ==============================================================================
+def encode_record(rec: Record) -> bytes:
+    """One record as its line (``\\n`` included); see the module docstring for the format.
+
+    Raises ``ValueError`` for a record ``decode_line`` would refuse (unknown type, ENQUEUE
+    without its job), so the writer never puts an unreadable line on disk.
+    """
+    d: dict[str, Any] = {
+        "seq": rec.seq,
+        "type": rec.type,
+        "job_id": rec.job_id,
+        "timestamp": _iso(rec.timestamp_ms),
+    }
+    if rec.attempt:
+        d["attempt"] = rec.attempt
+    if rec.worker_id is not None:
+        d["worker_id"] = rec.worker_id
+    if rec.deadline_ms is not None:
+        d["deadline_ms"] = rec.deadline_ms
+    if rec.reason is not None:
+        d["reason"] = rec.reason
+    if rec.job is not None:
+        if rec.type != "ENQUEUE":
+            raise ValueError(f"record seq {rec.seq}: only ENQUEUE carries a job ({rec.type})")
+        if rec.job.id != rec.job_id:
+            raise ValueError(f"record seq {rec.seq}: job.id {rec.job.id!r} differs from job_id")
+        d["job"] = job_to_dict(rec.job)
+    elif rec.type == "ENQUEUE":
+        raise ValueError(f"record seq {rec.seq}: ENQUEUE of {rec.job_id!r} has no job")
+    if rec.type not in _TYPES:
+        raise ValueError(f"record seq {rec.seq}: unknown type {rec.type!r}")
+    body = orjson.dumps(d)[:-1]
+    return b"%b%b%d}\n" % (body, _TRAILER, zlib.crc32(body))
+
+
+def encode_records(recs: Iterable[Record]) -> bytes:
+    """The lines of ``recs`` joined: what ``WalWriter.append`` hands to one ``disk.append``."""
+    return b"".join([encode_record(r) for r in recs])
+
+
+def _check_job(job: object, job_id: str) -> Job:
+    if type(job) is not dict:
+        raise _BadRecord("ENQUEUE has no job object")
+    if job.get("id") != job_id:
+        raise _BadRecord(f"job.id={job.get('id')!r} differs from job_id={job_id!r}")
+    attempt = job.get("attempt", 0)
+    status = job.get("status", "pending")
+    priority = job.get("priority", 0)
+    scheduled = job.get("scheduled_at")
+    deps = job.get("depends_on", [])
+    if type(attempt) is not int or attempt < 0:
+        raise _BadRecord(f"job.attempt={attempt!r} is not an integer >= 0")
+    if type(status) is not str:
+        raise _BadRecord(f"job.status={status!r} is not a string")
+    if type(priority) is not int:
+        raise _BadRecord(f"job.priority={priority!r} is not an integer")
+    if scheduled is not None and type(scheduled) not in (int, float):
+        raise _BadRecord(f"job.scheduled_at={scheduled!r} is not a number")
+    if type(deps) is not list or any(type(x) is not str for x in deps):
+        raise _BadRecord("job.depends_on is not a list of job ids")
+    return job_from_dict(job)
+
+
+def decode_line(line: bytes) -> Record:
+    """Parse and check one line (without its ``\\n``).
+
+    Raises the private ``_BadRecord`` (a ``ValueError``) with a reason; valid JSON with a
+    wrong field type is a bad record too, never a ``TypeError``/``KeyError``.
+    """
+    try:
+        d = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise _BadRecord(f"not valid JSON ({exc})") from None
+    if type(d) is not dict:
+        raise _BadRecord(f"not a JSON object ({type(d).__name__})")
+    try:
+        seq = d["seq"]
+        rtype = d["type"]
+        job_id = d["job_id"]
+        ts = d["timestamp"]
+        stored = d["checksum"]
+    except KeyError as exc:
+        raise _BadRecord(f"missing field {exc.args[0]!r}") from None
+    if type(stored) is not int:
+        raise _BadRecord(f"checksum={stored!r} is not an integer")
+    cut = line.rfind(_TRAILER)
+    body = line[:cut]
+    crc = zlib.crc32(body)
+    if cut < 0 or crc != stored or line[cut:] != b"%b%d}" % (_TRAILER, crc):
+        raise _BadRecord(f"checksum mismatch (stored {stored}, computed {crc})")
+    if type(seq) is not int or seq < 1:
+        raise _BadRecord(f"seq={seq!r} is not an integer >= 1")
+    if type(rtype) is not str or rtype not in _TYPES:
+        raise _BadRecord(f"unknown type {rtype!r}")
+    if type(job_id) is not str or not job_id:
+        raise _BadRecord(f"job_id={job_id!r} is not a non-empty string")
+    timestamp_ms = _parse_ts(ts)
+    present = 5
+    attempt = d.get("attempt")
+    if attempt is None:
+        attempt = 0
+    else:
+        present += 1
+        if type(attempt) is not int or attempt < 0:
+            raise _BadRecord(f"attempt={attempt!r} is not an integer >= 0")
+    worker_id = d.get("worker_id")
+    if worker_id is not None:
+        present += 1
+        if type(worker_id) is not int:
+            raise _BadRecord(f"worker_id={worker_id!r} is not an integer")
+    deadline_ms = d.get("deadline_ms")
+    if deadline_ms is not None:
+        present += 1
+        if type(deadline_ms) is not int:
+            raise _BadRecord(f"deadline_ms={deadline_ms!r} is not an integer")
+    reason = d.get("reason")
+    if reason is not None:
+        present += 1
+        if type(reason) is not str:
+            raise _BadRecord(f"reason={reason!r} is not a string")
+    raw_job = d.get("job")
+    job: Job | None = None
+    if raw_job is not None:
+        present += 1
+        if rtype != "ENQUEUE":
+            raise _BadRecord(f"{rtype} carries a job (only ENQUEUE does)")
+        job = _check_job(raw_job, job_id)
+    elif rtype == "ENQUEUE":
+        raise _BadRecord("missing field 'job' (required on ENQUEUE)")
+    if present != len(d):
+        unknown = sorted(set(d) - _KEYS)
+        if unknown:
+            raise _BadRecord(f"unknown field {unknown[0]!r}")
+        raise _BadRecord("a field is null")
+    return _make_record(
+        seq, rtype, job_id, timestamp_ms, attempt, worker_id, deadline_ms, reason, job
+    )
+
+
+def _reason_of(line: bytes) -> str:
+    try:
+        decode_line(line)
+    except _BadRecord as exc:
+        return exc.reason
+    return "the record is complete but its newline is missing"
+
+
+def _seq_of(line: bytes) -> int | None:
+    match = _SEQ_RE.match(line)
+    return int(match.group(1)) if match else None
+
+
+# == segments =============================================================================
+def segment_path(wal_path: str, last_seq: int) -> str:
+    """The name a closed segment whose last record is ``last_seq`` gets."""
+    return f"{wal_path}.{last_seq:012d}"
+
+
+def _closed_segments(disk: Disk, wal_path: str) -> list[tuple[int, str]]:
+    folder = folder_of(wal_path)
+    base = wal_path.rpartition("/")[2]
+    prefix = base + "."
+    found: list[tuple[int, str]] = []
+    for name in disk.listdir(folder):
+        if name.startswith(prefix):
+            suffix = name[len(prefix) :]
+            if len(suffix) >= 12 and suffix.isascii() and suffix.isdigit():
+                found.append((int(suffix), f"{wal_path}.{suffix}"))
+    found.sort()
+    return found
+
+
+def list_segments(disk: Disk, wal_path: str) -> list[str]:
+    """Closed segments in seq order, then the active one if it exists."""
+    paths = [p for _, p in _closed_segments(disk, wal_path)]
+    if disk.exists(wal_path):
+        paths.append(wal_path)
+    return paths
+
+
+def drop_segments_upto(disk: Disk, wal_path: str, seq: int) -> list[str]:
+    """Unlink closed segments whose last seq is <= ``seq``, then fsync the folder.
+
+    Call only once the *oldest* snapshot kept covers ``seq`` (it is durable).
+    """
+    dropped: list[str] = []
+    for last, path in _closed_segments(disk, wal_path):
+        if last <= seq:
+            disk.unlink(path)
+            dropped.append(path)
+    if dropped:
+        disk.fsync_dir(folder_of(wal_path))
+    return dropped
+
+
+# == reading ==============================================================================
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """Damage at the end of the last segment that no valid record follows (crash residue).
+
+    ``offset`` is the first damaged byte, ``length_bytes`` runs to end of file, ``line`` is
+    the 1-based line number of the damaged line.
+    """
+
+    path: str
+    offset: int
+    length_bytes: int
+    reason: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class WalRead:
+    """What ``read_wal`` found.
+
+    ``records`` holds only seq > ``after_seq``; ``first_seq``/``last_seq`` are those of all
+    valid records read (0 if none); ``segments`` are the files read (closed segments wholly
+    <= ``after_seq`` are skipped); ``lines_read`` counts valid lines decoded.
+    """
+
+    records: list[Record]
+    segments: list[str]
+    first_seq: int
+    last_seq: int
+    torn: TornTail | None
+    bytes_read: int
+    lines_read: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Damage:
+    path: str
+    line: int
+    offset: int
+    reason: str
+    seq: int | None
+    sequence: bool  # a sequence break (always corruption), not a bad line
+    followed: bool  # a valid record follows it (or it sits in a closed segment)
+    file_size: int
+
+
+@dataclass(slots=True)
+class _Scan:
+    records: list[Record] = field(default_factory=list)
+    segments: list[str] = field(default_factory=list)
+    first_seq: int = 0
+    last_seq: int = 0
+    bytes_read: int = 0
+    lines_read: int = 0
+    damage: _Damage | None = None
+
+
+def _valid_follows(lines: list[bytes], start: int) -> bool:
+    """Does a complete valid record appear in ``lines[start:]`` (all newline-terminated)?"""
+    for raw in lines[start:]:
+        try:
+            decode_line(raw)
+        except _BadRecord:
+            continue
+        return True
+    return False
+
+
+def _split(data: bytes) -> tuple[list[bytes], bytes]:
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: b"" or a line the crash cut short
+    return lines, tail
+
+
+def _scan(disk: Disk, wal_path: str, after_seq: int) -> _Scan:
+    """Decode segments in order up to the first damage; never raises for bad bytes."""
+    # A million new records would trigger the cyclic GC over and over (each pass walking
+    # every record made so far); records hold no cycles, so pause it while reading.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan_segments(disk, wal_path, after_seq)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _scan_segments(disk: Disk, wal_path: str, after_seq: int) -> _Scan:
+    closed = _closed_segments(disk, wal_path)
+    paths: list[tuple[str, int | None]] = [(p, last) for last, p in closed if last > after_seq]
+    if disk.exists(wal_path):
+        paths.append((wal_path, None))
+    scan = _Scan()
+    append = scan.records.append
+    prev = 0
+    for index, (path, name_seq) in enumerate(paths):
+        data = disk.read(path)
+        scan.segments.append(path)
+        scan.bytes_read += len(data)
+        lines, tail = _split(data)
+        offset = 0
+        # (0-based line index, byte offset, reason, seq if readable, is a sequence break)
+        bad: tuple[int, int, str, int | None, bool] | None = None
+        for n, raw in enumerate(lines):
+            try:
+                rec = decode_line(raw)
+            except _BadRecord as exc:
+                reason = exc.reason if raw else "empty line"
+                bad = (n, offset, reason, _seq_of(raw), False)
+                break
+            seq = rec.seq
+            if prev and seq != prev + 1:
+                what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
+                reason = f"seq {seq} {what} after seq {prev} (expected {prev + 1})"
+                bad = (n, offset, reason, seq, True)
+                break
+            prev = seq
+            if seq > after_seq:
+                append(rec)
+            offset += len(raw) + 1
+        else:
+            if tail:
+                reason = f"last line has no newline (torn write; {_reason_of(tail)})"
+                bad = (len(lines), offset, reason, _seq_of(tail), False)
+        scan.lines_read += len(lines) if bad is None else bad[0]
+        if bad is not None:
+            n, off, reason, seq_read, sequence = bad
+            last_file = index == len(paths) - 1
+            # Corruption unless it is damage in the last file with nothing valid after it
+            # (a closed last file is never torn: rotate fsyncs before renaming).
+            followed = (
+                sequence or not last_file or name_seq is not None or _valid_follows(lines, n + 1)
+            )
+            scan.damage = _Damage(path, n + 1, off, reason, seq_read, sequence, followed, len(data))
+            break
+    scan.last_seq = prev
+    if scan.lines_read:
+        scan.first_seq = prev - scan.lines_read + 1  # seqs are consecutive
+    return scan
+
+
+def _corruption(wal_path: str, damage: _Damage) -> WalCorruptionError:
+    where = f"{damage.path}: line {damage.line}, byte offset {damage.offset}"
+    seq = f" (seq {damage.seq})" if damage.seq is not None else ""
+    if damage.sequence:
+        why = "the sequence is broken"
+    elif damage.path != wal_path:
+        why = "it is in a closed segment (fsynced before closing, so no crash tears it)"
+    else:
+        why = "valid records follow it, so it is corruption, not a torn tail"
+    return WalCorruptionError(
+        f"{where}: {damage.reason}{seq}; {why}. Inspect with `phase1 wal verify {wal_path}`; "
+        f"`phase1 wal repair {wal_path}` cuts the log there (cut bytes are saved beside it).",
+        path=damage.path,
+        line=damage.line,
+        offset=damage.offset,
+        seq=damage.seq,
+    )
+
+
+def read_wal(disk: Disk, wal_path: str, *, after_seq: int = 0) -> WalRead:
+    """Read every segment; return records with seq > ``after_seq`` and any torn tail.
+
+    Raises ``WalCorruptionError`` for damage followed by valid records, damage in a closed
+    segment, or a break in the sequence.  Nothing is changed on disk.
+    """
+    scan = _scan(disk, wal_path, after_seq)
+    torn: TornTail | None = None
+    damage = scan.damage
+    if damage is not None:
+        if damage.followed:
+            raise _corruption(wal_path, damage)
+        torn = TornTail(
+            damage.path,
+            damage.offset,
+            damage.file_size - damage.offset,
+            damage.reason,
+            damage.line,
+        )
+    return WalRead(
+        scan.records,
+        scan.segments,
+        scan.first_seq,
+        scan.last_seq,
+        torn,
+        scan.bytes_read,
+        scan.lines_read,
+    )
+
+
+def verify_wal(disk: Disk, wal_path: str) -> WalRead:
+    """``read_wal`` of the whole log (for ``phase1 wal verify``)."""
+    return read_wal(disk, wal_path)
+
+
+def truncate_torn(disk: Disk, torn: TornTail) -> None:
+    """Cut the torn tail off and fsync, so the next record does not glue onto garbage."""
+    disk.truncate(torn.path, torn.offset)
+    disk.fsync(torn.path)
+
+
+def wal_stats(read: WalRead) -> dict[str, Any]:
+    """Counts by type, seq range, segments, bytes and the torn tail, as plain data."""
+    by_type = {t: 0 for t in RECORD_TYPES}
+    for rec in read.records:
+        by_type[rec.type] += 1
+    torn = read.torn
+    return {
+        "records": len(read.records),
+        "by_type": by_type,
+        "first_seq": read.first_seq,
+        "last_seq": read.last_seq,
+        "segments": list(read.segments),
+        "bytes": read.bytes_read,
+        "lines": read.lines_read,
+        "torn": None
+        if torn is None
+        else {
+            "path": torn.path,
+            "offset": torn.offset,
+            "length_bytes": torn.length_bytes,
+            "line": torn.line,
+            "reason": torn.reason,
+        },
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RepairReport:
+    """What ``repair_wal`` cut.  ``path is None`` means the log was clean: nothing cut."""
+
+    path: str | None
+    line: int
+    offset: int
+    reason: str
+    bytes_cut: int
+    records_lost: int  # an estimate: lines in the cut bytes
+    saved_to: list[str]
+    renamed: list[tuple[str, str]]
+
+    @property
+    def repaired(self) -> bool:
+        return self.path is not None
+
+
+def _lines_in(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def repair_wal(disk: Disk, wal_path: str) -> RepairReport:
+    """Cut the log at its first damage, saving every cut byte first (only when asked).
+
+    The damaged file keeps its bytes before the damage; the bytes from the damage to its
+    end go to ``f"{path}.corrupt-{offset}"`` (fsynced); each later segment is renamed to
+    ``f"{segment}.corrupt-0"``.  A closed segment that was cut is renamed to its true last
+    seq (or, emptied, saved as a whole), so segment names stay in order.
+    """
+    scan = _scan(disk, wal_path, 0)
+    damage = scan.damage
+    if damage is None:
+        return RepairReport(None, 0, 0, "clean", 0, 0, [], [])
+    folder = folder_of(wal_path)
+    data = disk.read(damage.path)
+    cut = data[damage.offset :]
+    saved = f"{damage.path}.corrupt-{damage.offset}"
+    disk.write(saved, cut)
+    disk.fsync(saved)
+    saved_to = [saved]
+    renamed: list[tuple[str, str]] = []
+    bytes_cut = len(cut)
+    lost = _lines_in(cut)
+    disk.truncate(damage.path, damage.offset)
+    disk.fsync(damage.path)
+    segments = list_segments(disk, wal_path)
+    for path in segments[segments.index(damage.path) + 1 :]:
+        later = disk.read(path)
+        bytes_cut += len(later)
+        lost += _lines_in(later)
+        target = f"{path}.corrupt-0"
+        disk.rename(path, target)
+        saved_to.append(target)
+        renamed.append((path, target))
+    if damage.path != wal_path:
+        # A cut closed segment: its name must tell its real last seq again.
+        if scan.last_seq and damage.offset > 0:
+            target = segment_path(wal_path, scan.last_seq)
+        else:
+            target = f"{damage.path}.corrupt-empty"
+        if target != damage.path:
+            disk.rename(damage.path, target)
+            renamed.append((damage.path, target))
+    disk.fsync_dir(folder)
+    return RepairReport(
+        damage.path, damage.line, damage.offset, damage.reason, bytes_cut, lost, saved_to, renamed
+    )
+
+
+# == writing ==============================================================================
+class WalWriter:
+    """Appends records to the active segment under a commit policy.
+
+    * ``always``: ``append`` fsyncs before it returns.
+    * ``batch`` (group commit): the caller fsyncs when ``sync_due(now_s)``: ``batch_size``
+      records wait or the oldest waited ``batch_interval_s``; one fsync covers all of them.
+    * ``never``: the OS decides; acknowledged records survive a process crash (the bytes are
+      in the page cache once ``append`` returns) but not a power loss.
+
+    A failed write or fsync poisons the writer (``DurabilityError`` now and on every later
+    call), as in LevelDB: after a failed fsync the kernel may have dropped the dirty pages.
+    """
+
+    def __init__(
+        self,
+        disk: Disk,
+        wal_path: str,
+        *,
+        next_seq: int,
+        policy: str = "batch",
+        batch_size: int = 100,
+        batch_interval_s: float = 0.010,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy={policy!r} is not one of {', '.join(POLICIES)}")
+        if next_seq < 1:
+            raise ValueError(f"next_seq={next_seq} must be >= 1")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        if batch_interval_s < 0:
+            raise ValueError(f"batch_interval_s={batch_interval_s} must be >= 0")
+        if segment_bytes < 1:
+            raise ValueError(f"segment_bytes={segment_bytes} must be >= 1")
+        self.disk = disk
+        self.wal_path = wal_path
+        self.policy = policy
+        self.batch_size = batch_size
+        self.batch_interval_s = batch_interval_s
+        self.segment_bytes = segment_bytes
+        self._folder = folder_of(wal_path)
+        self._appended = next_seq - 1
+        self._durable = next_seq - 1
+        # (last seq of an unsynced append, its now_s): the oldest gives the batch age.
+        self._waiting: deque[tuple[int, float | None]] = deque()
+        self._poison: str | None = None
+        self._closed = False
+        try:
+            disk.makedirs(self._folder)
+            self._size = disk.size(wal_path) if disk.exists(wal_path) else 0
+            if self._size:
+                # A previous run's bytes may sit only in the page cache: make them durable
+                # so durable_seq starts true.
+                disk.fsync(wal_path)
+        except OSError as exc:
+            raise self._poisoned_by("open", wal_path, exc) from exc
+
+    # -- state ------------------------------------------------------------------------
+    @property
+    def next_seq(self) -> int:
+        return self._appended + 1
+
+    @property
+    def appended_seq(self) -> int:
+        return self._appended
+
+    @property
+    def durable_seq(self) -> int:
+        return self._durable
+
+    @property
+    def ack_seq(self) -> int:
+        """The last seq a caller may acknowledge under the policy."""
+        return self._appended if self.policy == "never" else self._durable
+
+    @property
+    def unsynced(self) -> int:
+        return self._appended - self._durable
+
+    @property
+    def poisoned(self) -> bool:
+        return self._poison is not None
+
+    @property
+    def active_bytes(self) -> int:
+        return self._size
+
+    # -- appending --------------------------------------------------------------------
+    def append(self, records: Sequence[Record], now_s: float | None = None) -> int:
+        """Write ``records`` (seqs ``next_seq``, ``next_seq + 1``, ...) with one disk append.
+
+        Returns the last seq.  ``ValueError`` if the seqs do not continue the log (nothing is
+        written); ``DurabilityError`` if the writer is or becomes poisoned.
+        """
+        self._check_usable()
+        if not records:
+            return self._appended
+        expected = self._appended + 1
+        for i, rec in enumerate(records):
+            if rec.seq != expected + i:
+                raise ValueError(
+                    f"{self.wal_path}: record {i} has seq {rec.seq}, expected {expected + i} "
+                    f"(the log continues at {expected}); nothing written"
+                )
+        data = encode_records(records)
+        try:
+            self.disk.append(self.wal_path, data)
+        except OSError as exc:
+            raise self._poisoned_by("append", self.wal_path, exc) from exc
+        self._appended = records[-1].seq
+        self._size += len(data)
+        self._waiting.append((self._appended, now_s))
+        if self.policy == "always":
+            self.sync()
+        if self._size >= self.segment_bytes:
+            self.rotate()
+        return self._appended
+
+    def sync_due(self, now_s: float) -> bool:
+        """Should the caller fsync now (``batch``: size or age of the waiting batch)?"""
+        if self._appended <= self._durable or self.policy == "never":
+            return False
+        if self.policy == "always" or self.unsynced >= self.batch_size:
+            return True
+        first = self._waiting[0][1] if self._waiting else None
+        return first is not None and now_s - first >= self.batch_interval_s
+
+    # -- group commit -------------------------------------------------------------------
+    def fsync_upto(self) -> int:
+        """fsync the active segment; return the seq that fsync covers (``appended_seq`` when
+        it started).  Does not change ``durable_seq``: call ``mark_durable`` with the result.
+        May run outside the caller's lock, but never concurrently with ``rotate``."""
+        self._check_usable()
+        target = self._appended
+        if target <= self._durable:
+            return target
+        try:
+            self.disk.fsync(self.wal_path)
+        except OSError as exc:
+            raise self._poisoned_by("fsync", self.wal_path, exc) from exc
+        return target
+
+    def mark_durable(self, seq: int) -> None:
+        """Record that every seq <= ``seq`` is durable (the result of ``fsync_upto``)."""
+        if seq > self._appended:
+            raise ValueError(f"mark_durable({seq}) beyond appended_seq {self._appended}")
+        if seq > self._durable:
+            self._durable = seq
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= self._durable:
+            waiting.popleft()
+
+    def sync(self) -> int:
+        """fsync and mark durable (single-threaded callers); returns ``durable_seq``."""
+        self.mark_durable(self.fsync_upto())
+        return self._durable
+
+    # -- segments -------------------------------------------------------------------------
+    def rotate(self) -> str | None:
+        """Close the active segment: fsync it, rename it to its closed name, fsync the
+        folder.  Returns the closed path, or ``None`` when the active segment is empty.
+
+        The shell calls it under its core lock right after ``core.export()``; the next
+        append starts a fresh active file.
+        """
+        self._check_usable()
+        path = self.wal_path
+        try:
+            if not self.disk.exists(path) or self.disk.size(path) == 0:
+                return None
+            if self._durable < self._appended:
+                self.disk.fsync(path)
+                self.mark_durable(self._appended)
+            closed = segment_path(path, self._appended)
+            self.disk.rename(path, closed)
+            self.disk.fsync_dir(self._folder)
+        except OSError as exc:
+            raise self._poisoned_by("rotate", path, exc) from exc
+        self._size = 0
+        return closed
+
+    def close(self) -> None:
+        """Sync what is unsynced (unless poisoned) and release the disk's handles."""
+        if self._closed:
+            return
+        try:
+            if self._poison is None:
+                self.sync()
+        finally:
+            self._closed = True
+            self.disk.close()
+
+    # -- failure ----------------------------------------------------------------------------
+    def _check_usable(self) -> None:
+        if self._poison is not None:
+            raise DurabilityError(self._poison)
+        if self._closed:
+            raise ValueError(f"{self.wal_path}: the WAL writer is closed")
+
+    def _poisoned_by(self, op: str, path: str, exc: OSError) -> DurabilityError:
+        self._poison = (
+            f"{path}: {op} failed ({exc}); the WAL writer is poisoned and refuses further "
+            "appends (after a failed fsync the OS may have dropped unwritten pages, so a "
+            "retry could lie). Restart the process and recover from the files."
+        )
+        return DurabilityError(self._poison)
