@@ -760,10 +760,14 @@ class WalWriter:
         try:
             disk.makedirs(self._folder)
             self._size = disk.size(wal_path) if disk.exists(wal_path) else 0
+            # A new file's *name* is durable only once its folder is fsynced.
+            self._name_durable = False
             if self._size:
-                # A previous run's bytes may sit only in the page cache: make them durable
-                # so durable_seq starts true.
+                # A previous run's bytes (and name) may sit only in the page cache: make
+                # them durable so durable_seq starts true.
                 disk.fsync(wal_path)
+                disk.fsync_dir(self._folder)
+                self._name_durable = True
         except OSError as exc:
             raise self._poisoned_by("open", wal_path, exc) from exc
 
@@ -848,6 +852,12 @@ class WalWriter:
             return target
         try:
             self.disk.fsync(self.wal_path)
+            if not self._name_durable:
+                # The first fsync of a fresh segment: without this a power loss can drop
+                # the whole file, fsynced bytes and all (its directory entry was never made
+                # durable).  Found by SimDisk; costs one extra fsync per segment.
+                self.disk.fsync_dir(self._folder)
+                self._name_durable = True
         except OSError as exc:
             raise self._poisoned_by("fsync", self.wal_path, exc) from exc
         return target
@@ -889,6 +899,7 @@ class WalWriter:
         except OSError as exc:
             raise self._poisoned_by("rotate", path, exc) from exc
         self._size = 0
+        self._name_durable = False
         return closed
 
     def close(self) -> None:
