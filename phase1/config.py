@@ -285,7 +285,9 @@ class Config:
     # phase1 additions
     commit_policy: CommitPolicyName = "batch"
     batch_size: int = 100  # cap on records per fsync
-    batch_interval_s: float = 0.0  # max wait for batch_size records before an fsync; 0 = leader/follower
+    batch_interval_s: float = (
+        0.0  # max wait for batch_size records before an fsync; 0 = leader/follower
+    )
     segment_bytes: int = 64 * 1024 * 1024  # rotate the WAL segment when larger
     snapshots_kept: int = 2
     metrics_host: str = "127.0.0.1"

@@ -56,7 +56,7 @@ __all__ = [
     "QueueCore",
 ]
 
-P, F, C, D, I = (
+P, F, C, D, R = (  # R: "running" (in flight)
     JobState.PENDING,
     JobState.FAILED,
     JobState.COMPLETED,
@@ -68,13 +68,13 @@ P, F, C, D, I = (
 # enters).  ``None`` stands for "not known yet".  Diagrams and tests are drawn from it.
 TRANSITIONS: dict[str, tuple[frozenset[JobState | None], JobState]] = {
     "ENQUEUE": (frozenset({None}), P),
-    "DISPATCH": (frozenset({P}), I),
-    "ACK": (frozenset({I}), C),
-    "FAIL": (frozenset({I}), F),
-    "TIMEOUT": (frozenset({I}), F),
+    "DISPATCH": (frozenset({P}), R),
+    "ACK": (frozenset({R}), C),
+    "FAIL": (frozenset({R}), F),
+    "TIMEOUT": (frozenset({R}), F),
     # RETRY from IN_FLIGHT happens only at recovery: the process died mid-attempt.
-    "RETRY": (frozenset({F, I}), P),
-    "DEAD": (frozenset({P, F, I}), D),
+    "RETRY": (frozenset({F, R}), P),
+    "DEAD": (frozenset({P, F, R}), D),
 }
 RECORD_TYPES = tuple(TRANSITIONS)
 
@@ -235,7 +235,7 @@ class QueueCore:
         self._in_flight: dict[str, _Entry] = {}
         self._failed: dict[str, None] = {}
         self._next_order = 0
-        self._counts = {s: 0 for s in (P, I, F)}
+        self._counts = {s: 0 for s in (P, R, F)}
         self._apply = {
             "ENQUEUE": self._apply_enqueue,
             "DISPATCH": self._apply_dispatch,
@@ -270,7 +270,7 @@ class QueueCore:
         """Counts by state, plus the pending breakdown (ready / delayed / blocked)."""
         return {
             "pending": self._counts[P],
-            "in_flight": self._counts[I],
+            "in_flight": self._counts[R],
             "completed": len(self._completed),
             "dead": len(self._dead),
             "failed": self._counts[F],
@@ -295,7 +295,7 @@ class QueueCore:
 
     def is_idle(self) -> bool:
         """Nothing pending, in flight or failed: every known job is completed or dead."""
-        return not (self._counts[P] or self._counts[I] or self._counts[F])
+        return not (self._counts[P] or self._counts[R] or self._counts[F])
 
     def next_wakeup_s(self) -> float | None:
         """The earliest time at which ``tick`` or ``dispatch`` could change something on its
@@ -378,7 +378,7 @@ class QueueCore:
             )
             effects.append(
                 SendToWorker(
-                    replace(entry.job, attempt=attempt, status=I.value),
+                    replace(entry.job, attempt=attempt, status=R.value),
                     worker_id,
                     attempt,
                     deadline_ms / 1000.0,
@@ -518,7 +518,7 @@ class QueueCore:
                 state=entry.state.value,
             )
         self._unplace(entry)
-        self._move(entry, I)
+        self._move(entry, R)
         entry.attempt = r.attempt
         entry.flight = InFlight(
             r.worker_id if r.worker_id is not None else 0, r.attempt, r.deadline_ms
@@ -529,7 +529,7 @@ class QueueCore:
     def _apply_ack(self, r: Record) -> None:
         entry = self._jobs.pop(r.job_id)
         self._leave_flight(entry)
-        self._counts[I] -= 1
+        self._counts[R] -= 1
         self._completed[r.job_id] = None
         for waiter_id in self._waiters.pop(r.job_id, ()):
             waiter = self._jobs.get(waiter_id)
@@ -547,7 +547,7 @@ class QueueCore:
 
     def _apply_retry(self, r: Record) -> None:
         entry = self._jobs[r.job_id]
-        if entry.state is I:
+        if entry.state is R:
             self._leave_flight(entry)
         self._failed.pop(r.job_id, None)
         self._move(entry, P)
@@ -555,7 +555,7 @@ class QueueCore:
 
     def _apply_dead(self, r: Record) -> None:
         entry = self._jobs.pop(r.job_id)
-        if entry.state is I:
+        if entry.state is R:
             self._leave_flight(entry)
         elif entry.state is P:
             self._unplace(entry)
@@ -586,16 +586,16 @@ class QueueCore:
         for job_id in self._jobs:
             if job_id in self._completed or job_id in self._dead:
                 fail(f"job {job_id!r} is live and finished at once")
-        by_state = {s: 0 for s in (P, I, F)}
+        by_state = {s: 0 for s in (P, R, F)}
         for job_id, e in self._jobs.items():
             if e.state not in by_state:
                 fail(f"job {job_id!r} has live state {e.state}")
             by_state[e.state] += 1
             if e.attempt < 0:
                 fail(f"job {job_id!r} has attempt {e.attempt}")
-            if (e.state is I) != (job_id in self._in_flight):
+            if (e.state is R) != (job_id in self._in_flight):
                 fail(f"job {job_id!r} in state {e.state.value} disagrees with the in-flight table")
-            if e.state is I and (
+            if e.state is R and (
                 e.flight is None or e.flight.attempt != e.attempt or e.attempt < 1
             ):
                 fail(f"in-flight job {job_id!r} has no deadline or a wrong attempt")
@@ -639,7 +639,7 @@ class QueueCore:
         in_flight: list[tuple[Job, InFlight]] = []
         for e in self._in_flight.values():
             assert e.flight is not None
-            in_flight.append((replace(e.job, attempt=e.attempt, status=I.value), e.flight))
+            in_flight.append((replace(e.job, attempt=e.attempt, status=R.value), e.flight))
         return CoreState(
             last_seq=self.last_seq,
             pending=self.pending_jobs(),
@@ -663,7 +663,7 @@ class QueueCore:
         for job in state.pending:
             core._restore_entry(job, P)
         for job, flight in state.in_flight:
-            entry = core._restore_entry(job, I)
+            entry = core._restore_entry(job, R)
             entry.flight = flight
             core._in_flight[job.id] = entry
             heapq.heappush(core._deadlines, (flight.deadline_ms, job.id, flight.attempt))
