@@ -491,9 +491,10 @@ class QueueCore:
         return True
 
     def _apply_enqueue(self, r: Record) -> None:
-        if r.job is None:
+        if r.job is None or r.job.id != r.job_id:
             raise IllegalTransition(
-                f"seq {r.seq}: ENQUEUE of {r.job_id!r} carries no job",
+                f"seq {r.seq}: ENQUEUE of {r.job_id!r} carries "
+                + ("no job" if r.job is None else f"job {r.job.id!r}"),
                 job_id=r.job_id,
                 record_type=r.type,
                 state=None,
@@ -526,7 +527,20 @@ class QueueCore:
         self._in_flight[r.job_id] = entry
         heapq.heappush(self._deadlines, (r.deadline_ms, r.job_id, r.attempt))
 
+    def _check_attempt(self, r: Record) -> None:
+        # Fencing holds in replay too: an attempt end names the attempt in flight.
+        entry = self._jobs[r.job_id]
+        if r.attempt != entry.attempt:
+            raise IllegalTransition(
+                f"seq {r.seq}: {r.type} of {r.job_id!r} is for attempt {r.attempt}, "
+                f"but attempt {entry.attempt} is in flight",
+                job_id=r.job_id,
+                record_type=r.type,
+                state=entry.state.value,
+            )
+
     def _apply_ack(self, r: Record) -> None:
+        self._check_attempt(r)
         entry = self._jobs.pop(r.job_id)
         self._leave_flight(entry)
         self._counts[R] -= 1
@@ -540,6 +554,7 @@ class QueueCore:
                     self._place(waiter)
 
     def _apply_end(self, r: Record) -> None:
+        self._check_attempt(r)
         entry = self._jobs[r.job_id]
         self._leave_flight(entry)
         self._move(entry, F)

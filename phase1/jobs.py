@@ -103,12 +103,8 @@ def _parse_time(value: Any, where: str, job_id: str) -> float | None:
             seconds = float(value)
         except OverflowError:
             seconds = math.inf
-        if not math.isfinite(seconds) or not 0 <= seconds <= _TIME_MAX_S:
-            shown = value if seconds != math.inf or isinstance(value, float) else "a huge number"
-            raise _bad(
-                where, job_id, "scheduled_at", f"={shown!r} is not a time from 0 to year 9999"
-            )
-        return seconds
+        shown = value if seconds != math.inf or isinstance(value, float) else "a huge number"
+        return _in_range(seconds, shown, where, job_id)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -121,8 +117,25 @@ def _parse_time(value: Any, where: str, job_id: str) -> float | None:
             ) from None
         if parsed.tzinfo is None:
             raise _bad(where, job_id, "scheduled_at", f"={value!r} has no time zone (add 'Z')")
-        return parsed.timestamp()
+        return _in_range(parsed.timestamp(), value, where, job_id)
     raise _bad(where, job_id, "scheduled_at", f"has type {type(value).__name__}")
+
+
+def _in_range(seconds: float, shown: Any, where: str, job_id: str) -> float:
+    if not math.isfinite(seconds) or not 0 <= seconds <= _TIME_MAX_S:
+        raise _bad(where, job_id, "scheduled_at", f"={shown!r} is not a time from 1970 to 9999")
+    return seconds
+
+
+def _id_problem(text: str) -> str:
+    """Why ``text`` cannot be a job id ("" when it can)."""
+    if not text:
+        return "is empty"
+    if len(text) > JOB_ID_MAX_CHARS:
+        return f"is longer than {JOB_ID_MAX_CHARS}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return "contains control characters"
+    return ""
 
 
 def _json_problem(value: Any) -> str:
@@ -175,12 +188,10 @@ def validate_job(obj: Any, *, where: str = "") -> Job:
     job_id = obj["id"]
     if not isinstance(job_id, str):
         raise _bad(where, None, "id", f"={job_id!r} is not a string")
-    if not job_id:
-        raise _bad(where, job_id, "id", "is empty")
-    if len(job_id) > JOB_ID_MAX_CHARS:
-        raise _bad(where, job_id[:40] + "...", "id", f"is longer than {JOB_ID_MAX_CHARS}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in job_id):
-        raise _bad(where, job_id, "id", "contains control characters")
+    problem = _id_problem(job_id)
+    if problem:
+        shown = job_id if len(job_id) <= JOB_ID_MAX_CHARS else job_id[:40] + "..."
+        raise _bad(where, shown, "id", problem)
     unknown = sorted(set(obj) - _FIELDS)
     if unknown:
         raise _bad(where, job_id, unknown[0], f"is not a job field (known: {sorted(_FIELDS)})")
@@ -225,7 +236,7 @@ def validate_job(obj: Any, *, where: str = "") -> Job:
         raise _bad(where, job_id, "depends_on", f"has more than {DEPENDS_MAX} ids")
     deps: list[str] = []
     for i, dep in enumerate(deps_raw):
-        if not isinstance(dep, str) or not dep or len(dep) > JOB_ID_MAX_CHARS:
+        if not isinstance(dep, str) or _id_problem(dep):
             raise _bad(where, job_id, f"depends_on[{i}]", f"={dep!r} is not a job id")
         if dep == job_id:
             raise _bad(where, job_id, f"depends_on[{i}]", "names the job itself")

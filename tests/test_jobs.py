@@ -195,6 +195,16 @@ def test_validate_job_rejects_huge_int_scheduled_at_with_invalid_job_error() -> 
         validate_job(job(scheduled_at=10**400))
 
 
+def test_validate_job_rejects_iso_time_before_1970_like_a_negative_number() -> None:
+    with pytest.raises(InvalidJobError, match="scheduled_at"):
+        validate_job(job(scheduled_at="1969-12-31T23:59:59Z"))
+
+
+def test_validate_job_rejects_dependency_that_no_job_id_could_match() -> None:
+    with pytest.raises(InvalidJobError, match=r"depends_on\[0\]"):
+        validate_job(job(depends_on=["b\nc"]))
+
+
 # -- valid input ---------------------------------------------------------------------------
 def test_parse_jobs_accepts_the_seed_sample_jobs() -> None:
     jobs = parse_jobs(orjson.dumps(SEED_JOBS), source="data/test-jobs.json")
