@@ -645,6 +645,16 @@ class QueueCore:
         for job_id, n in placed.items():
             if n and self._jobs[job_id].state is not P:
                 fail(f"job {job_id!r} is indexed as pending in state {self._jobs[job_id].state}")
+        timed = {(job_id, attempt) for _, job_id, attempt in self._deadlines}
+        for job_id, e in self._in_flight.items():
+            if (job_id, e.attempt) not in timed:
+                fail(f"in-flight job {job_id!r} has no deadline entry: it would never time out")
+        for job_id in self._blocked:
+            deps = self._jobs[job_id].job.depends_on
+            if not any(
+                job_id in self._waiters.get(d, ()) for d in deps if d not in self._completed
+            ):
+                fail(f"blocked job {job_id!r} waits on no dependency: it would never unblock")
         if self.last_seq < 0:
             fail(f"last_seq is {self.last_seq}")
 

@@ -651,9 +651,19 @@ def _failed_without_state(core: QueueCore) -> None:
     core._failed["ready"] = None
 
 
+def _lose_deadlines(core: QueueCore) -> None:
+    core._deadlines.clear()
+
+
+def _forget_waiters(core: QueueCore) -> None:
+    core._waiters.clear()
+
+
 @pytest.mark.parametrize(
     ("corrupt", "match"),
     [
+        (_lose_deadlines, "would never time out"),
+        (_forget_waiters, "would never unblock"),
         (_bump_counts, "state counters"),
         (_complete_a_dead_job, "both completed and dead"),
         (_finish_a_live_job, "live and finished"),
