@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -67,12 +66,14 @@ class JobState(StrEnum):
     DEAD = "dead"
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
     """A job as submitted (``attempt`` and ``status`` as of the moment it was read).
 
     ``scheduled_at`` is seconds on the queue's clock (epoch seconds in the runtime,
-    virtual seconds in the simulator); ``None`` means "as soon as possible".
+    virtual seconds in the simulator); ``None`` means "as soon as possible".  Immutable: a
+    changed copy is ``job._replace(attempt=2)``.  A ``NamedTuple`` rather than a frozen
+    dataclass because it is built about five times faster (recovery and snapshots build a
+    million of them) for the same memory.
     """
 
     id: str

@@ -632,7 +632,8 @@ def _unblock_silently(core: QueueCore) -> None:
 
 
 def _index_twice(core: QueueCore) -> None:
-    core._ready.append(core._ready[0])
+    fifo = next(f for f in core._ready if f)
+    fifo.append(fifo[0])
 
 
 def _lose_in_flight_table(core: QueueCore) -> None:
@@ -773,3 +774,20 @@ def test_seed_q7_enqueue_100_dispatch_50_keeps_invariants() -> None:
     core.check()
     counts = core.counts()
     assert (counts["pending"], counts["in_flight"]) == (50, 50)
+
+
+def test_replayed_dispatch_then_retry_keeps_fifo_order_like_the_live_core() -> None:
+    # Replay applies DISPATCH without popping the job from its ready FIFO; the RETRY then
+    # queues it again.  The stale older copy must not let it jump ahead of 'b'.
+    live = QueueCore(max_retry=3, task_timeout_s=1.0)
+    records = list(live.enqueue([Job("a"), Job("b")], now_s=0.0).records)
+    records += live.dispatch(now_s=0.0).records
+    records += live.fail("a", attempt=1, now_s=0.1).records
+    replayed = QueueCore(max_retry=3, task_timeout_s=1.0)
+    replay(replayed, records)
+    replayed.check()
+    assert replayed.export() == live.export()
+    for core in (live, replayed):
+        sent = [e.job.id for e in core.dispatch(now_s=0.2, limit=5).effects]
+        assert sent == ["b", "a"]
+        core.check()

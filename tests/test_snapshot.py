@@ -69,13 +69,12 @@ def busy_core() -> QueueCore:
 def failed_state(state: CoreState) -> CoreState:
     """Move one in-flight job into ``failed`` (what a torn FAIL/RETRY pair leaves)."""
     job, _ = state.in_flight[0]
-    from dataclasses import replace
 
     return CoreState(
         last_seq=state.last_seq,
         pending=state.pending,
         in_flight=state.in_flight[1:],
-        failed=[replace(job, status="failed")],
+        failed=[job._replace(status="failed")],
         completed=state.completed,
         dead=state.dead,
     )
