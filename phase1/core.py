@@ -100,16 +100,15 @@ class Record(NamedTuple):
 
 
 # -- effects: what the shell performs once the step's records are durable ---------------
-@dataclass(frozen=True, slots=True)
-class SendToWorker:
+# (NamedTuples, like Record: immutable and cheap to build on the hot path.)
+class SendToWorker(NamedTuple):
     job: Job
     worker_id: int
     attempt: int
     deadline_s: float
 
 
-@dataclass(frozen=True, slots=True)
-class LateAck:
+class LateAck(NamedTuple):
     """An ACK/FAIL for an attempt that is no longer in flight: ignored, counted."""
 
     job_id: str
@@ -119,27 +118,23 @@ class LateAck:
     current_attempt: int
 
 
-@dataclass(frozen=True, slots=True)
-class Completed:
+class Completed(NamedTuple):
     job_id: str
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
-class TimedOut:
+class TimedOut(NamedTuple):
     job_id: str
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
-class Retried:
+class Retried(NamedTuple):
     job_id: str
     attempt: int
     cause: str  # "fail", "timeout" or "recovered"
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLettered:
+class DeadLettered(NamedTuple):
     job_id: str
     reason: str
 
@@ -343,10 +338,20 @@ class QueueCore:
         ts = _ms(now_s)
         records: list[Record] = []
         effects: list[Effect] = []
+        apply_enqueue = self._apply_enqueue
         for job in jobs:
             if job.status != P.value:
                 job = job._replace(status=P.value)
-            records.append(self._emit("ENQUEUE", job.id, ts, attempt=job.attempt, job=job))
+            # The batch was checked above (unknown ids, no repeats), so this is the one legal
+            # move: call ENQUEUE's half of apply() directly, skipping the generic checks.
+            rec = Record(
+                self.last_seq + 1, "ENQUEUE", job.id, ts, job.attempt, None, None, None, job
+            )
+            apply_enqueue(rec)
+            self.last_seq = rec.seq
+            records.append(rec)
+            if not job.depends_on and job.attempt < self.max_retry:
+                continue
             dead_dep = next((d for d in job.depends_on if d in self._dead), None)
             if dead_dep is not None:
                 self._kill(job.id, ts, f"dependency {dead_dep!r} is dead", records, effects)
