@@ -662,6 +662,155 @@ def register_snapshot(sub: Subparsers) -> None:
     p.add_argument("--path", metavar="P", help="show this snapshot file instead")
 
 
+# == run ================================================================================
+DEAD_LISTED_MAX = 10  # `run` lists at most this many dead jobs on stderr
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from phase1.jobs import parse_jobs
+    from phase1.runtime.controller import Controller, MetricsSink
+    from phase1.runtime.handlers import HandlerRegistry
+
+    config = _config(args)
+    jobs = []
+    if args.jobs is not None:
+        with open(args.jobs, "rb") as f:
+            data = f.read()
+        jobs = parse_jobs(data, source=args.jobs)  # all or nothing, before any file changes
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="phase1: %(message)s")
+
+    metrics: MetricsSink | None = None
+    server = None
+    if args.metrics_port is not None:
+        from phase1.runtime.metrics import MetricsServer, QueueMetrics
+
+        queue_metrics = QueueMetrics()
+        metrics = queue_metrics
+        server = MetricsServer(queue_metrics, config.metrics_host, args.metrics_port)
+    registry = HandlerRegistry(config, allow_crash=args.allow_crash_jobs)
+    ctl = Controller(config, registry=registry, metrics=metrics, process_pool=args.process_pool)
+    stop_requested = threading.Event()
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda *_: stop_requested.set())
+    try:
+        ctl.start()
+        report = ctl.recovery_report
+        assert report is not None
+        _err(f"phase1 run: recovered in {ctl.recovery_s * 1000:.1f} ms: {report.summary()}")
+        if server is not None:
+            port = server.start()
+            _err(f"phase1 run: metrics on http://{config.metrics_host}:{port}/metrics")
+        if jobs:
+            added = ctl.enqueue_jobs(jobs, skip_known=True)
+            if not args.quiet:
+                _err(
+                    f"phase1 run: submitted {added} new job(s) from {args.jobs} "
+                    f"({len(jobs) - added} already known)"
+                )
+        if args.until_idle:
+            _run_until_idle(ctl, stop_requested, show_bar=sys.stderr.isatty() and not args.quiet)
+        else:
+            if not args.quiet:
+                _err("phase1 run: serving; Ctrl-C or SIGTERM stops cleanly")
+            stop_requested.wait()
+    finally:
+        ctl.stop()
+        if server is not None:
+            server.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    status = ctl.status()
+    dead = ctl.dead_reasons()
+    for job_id, reason in list(dead.items())[:DEAD_LISTED_MAX]:
+        _err(f"dead: {job_id}: {reason}")
+    if len(dead) > DEAD_LISTED_MAX:
+        _err(f"dead: ... and {len(dead) - DEAD_LISTED_MAX} more (`phase1 status` lists them)")
+    sys.stdout.write(orjson.dumps(status).decode("utf-8") + "\n")
+    return EXIT_OK
+
+
+def _run_until_idle(ctl: Any, stop_requested: Any, *, show_bar: bool) -> None:
+    """Wait until every job is completed or dead (or a signal asks to stop)."""
+    bar = None
+    if show_bar:
+        from tqdm import tqdm
+
+        s = ctl.status()
+        total = s["pending"] + s["in_flight"] + s["failed"] + s["completed"] + s["dead"]
+        bar = tqdm(total=total, file=sys.stderr, unit="job", desc="phase1 run")
+    try:
+        while not stop_requested.is_set():
+            if ctl.wait_until_idle(0.25):
+                break
+            if bar is not None:
+                s = ctl.status()
+                bar.n = s["completed"] + s["dead"]
+                bar.set_postfix(dead=s["dead"], retries=s["retries"], refresh=False)
+                bar.refresh()
+    finally:
+        if bar is not None:
+            s = ctl.status()
+            bar.n = s["completed"] + s["dead"]
+            bar.close()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def register_run(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "run",
+        summary="run the queue with worker threads on real files",
+        description=(
+            "Recover from the files named by the config (the recovery summary goes to "
+            "stderr), submit the jobs in --jobs whose ids the queue does not know yet (so "
+            "rerunning after a crash is safe), then process them with worker_count threads: "
+            "until every job is completed or dead with --until-idle, else until SIGINT or "
+            "SIGTERM. Stops cleanly (drain_on_stop), prints the final counts as one JSON "
+            "line on stdout and the first dead jobs with their reasons on stderr."
+        ),
+        examples=[
+            "python -m phase1 run --config configs/test.yaml --jobs data/test-jobs.json "
+            "--until-idle",
+            "python -m phase1 run --config configs/default.yaml --metrics-port 9090",
+        ],
+        handler=cmd_run,
+    )
+    _add_config(p)
+    p.add_argument(
+        "--jobs", metavar="FILE", help="JSON array of jobs to submit (known ids skipped)"
+    )
+    p.add_argument(
+        "--until-idle", action="store_true", help="exit once every job is completed or dead"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=_non_negative,
+        metavar="N",
+        help="serve Prometheus metrics on metrics_host:N (0 picks a free port)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar or info lines")
+    p.add_argument(
+        "--allow-crash-jobs",
+        action="store_true",
+        help="enable the 'crash' job kind, which SIGKILLs this process (crash tests only)",
+    )
+    p.add_argument(
+        "--process-pool",
+        action="store_true",
+        help="run compute/* jobs in a process pool instead of worker threads",
+    )
+
+
 # == placeholders (other engineers replace these) =======================================
 def _placeholder(name: str, summary: str) -> Callable[[Subparsers], None]:
     def handler(args: argparse.Namespace) -> int:
@@ -688,9 +837,172 @@ def _placeholder(name: str, summary: str) -> Callable[[Subparsers], None]:
     return register
 
 
-register_run = _placeholder("run", "run the queue with worker threads on real files")
-register_sim = _placeholder("sim", "run the SimPy simulation with injected faults")
-register_explore = _placeholder("explore", "enumerate crash states and check recovery")
+def cmd_sim(args: argparse.Namespace) -> int:
+    from phase1.sim import scenarios
+
+    if args.list:
+        width = max(len(n) for n in scenarios.SCENARIOS)
+        for name, (description, _) in scenarios.SCENARIOS.items():
+            _out(f"{name.ljust(width)}  {description}")
+        return EXIT_OK
+    if args.scenario is None:
+        return _error("phase1 sim: give --scenario NAME (or --list to see the names)")
+    if args.scenario not in scenarios.SCENARIOS:
+        return _error(
+            f"phase1 sim: no scenario {args.scenario!r}; choose one of "
+            f"{', '.join(scenarios.SCENARIOS)} (see --list)"
+        )
+    if args.until is not None and args.until <= 0:
+        return _error(f"phase1 sim: --until={args.until} must be > 0 virtual seconds")
+    from phase1.sim.harness import SimulationError
+
+    try:
+        result = scenarios.run_scenario(args.scenario, args.seed, until_s=args.until)
+    except SimulationError as exc:
+        return _error(str(exc))
+    files = scenarios.save_run(result, args.out)
+    _out(f"phase1 sim: scenario {args.scenario}, seed {args.seed}")
+    _out(result.summary())
+    _out(f"wrote {len(files)} files to {args.out}: {', '.join(os.path.basename(f) for f in files)}")
+    return EXIT_OK
+
+
+def register_sim(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "sim",
+        summary="run a named SimPy scenario with injected faults; write CSV and PNG plots",
+        description=(
+            "Run the real core, WAL, snapshots and recovery on a simulated disk in virtual "
+            "time, with the named scenario's crashes, power losses and slow or stuck "
+            "workers. The seed draws everything: the same seed gives the same ledger. "
+            "Writes ledger.json, events.csv, throughput.csv, depth.csv, recoveries.csv, "
+            "latencies.csv and throughput/depth/latency PNGs into --out."
+        ),
+        examples=[
+            "python -m phase1 sim --list",
+            "python -m phase1 sim --scenario crash-storm --seed 7 --out data/run/sim",
+        ],
+        handler=cmd_sim,
+    )
+    p.add_argument("--list", action="store_true", help="print the scenario names and exit")
+    p.add_argument("--scenario", metavar="NAME", help="which scenario (see --list)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="the seed (default 0)")
+    p.add_argument(
+        "--out", default="data/run/sim", metavar="DIR", help="output folder (default data/run/sim)"
+    )
+    p.add_argument(
+        "--until", type=float, default=None, metavar="S", help="stop at this virtual time (s)"
+    )
+
+
+
+
+# == explore ===========================================================================
+def cmd_explore(args: argparse.Namespace) -> int:
+    from phase1 import crashcheck
+    from phase1.protocol import VARIANTS
+
+    if args.list:
+        _out(_table(["variant", "breaks"], [(p.name, p.summary) for p in VARIANTS.values()]))
+        return EXIT_OK
+    if args.variant != "all" and args.variant not in VARIANTS:
+        return _error(
+            f"--variant {args.variant!r} is not a protocol variant; known: all, "
+            f"{', '.join(VARIANTS)} (`phase1 explore --list`)"
+        )
+    names = list(VARIANTS) if args.variant == "all" else [args.variant]
+    max_states = None if args.max_states == 0 else args.max_states
+    progress = None
+    bar = None
+    if args.format == "table" and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="crash point", file=sys.stderr, leave=False)
+
+        def progress(name: str, done: int, total: int) -> None:
+            assert bar is not None
+            if done == 1:
+                bar.reset(total=total)
+                bar.set_description(name)
+            bar.update(1)
+
+    try:
+        result = crashcheck.explore(
+            names, seed=args.seed, max_states=max_states, progress=progress
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.format == "json":
+        doc = {
+            "seed": result.seed,
+            "max_states_per_crash_point": result.max_states,
+            "variants": [
+                {
+                    **v.row(),
+                    "summary": v.summary,
+                    "smallest": {
+                        kind: {
+                            "crash": found.state.describe(),
+                            "after_ops": found.state.after_ops,
+                            "lost": [str(f) for f in found.lost],
+                            "detail": found.detail,
+                        }
+                        for kind, found in v.smallest.items()
+                    },
+                }
+                for v in result.variants
+            ],
+        }
+        _json_doc(doc)
+    else:
+        for line in crashcheck.report_lines(result):
+            _out(line)
+    ok = all(v.expected_found for v in result.variants)
+    return EXIT_OK if ok else EXIT_ERROR
+
+
+def register_explore(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "explore",
+        summary="enumerate crash states of a workload and check recovery",
+        description=(
+            "Run a small standard workload (enqueue, dispatch, ack, fail, a timeout, two "
+            "snapshots with WAL rotation) on the simulated disk, then crash it after every "
+            "disk op: as a process crash and as every power loss the disk model allows "
+            "(unsynced ops kept or dropped per file, a torn last write cut at every byte, "
+            "zero-filled tails). Each state is recovered with the real recovery code and "
+            "checked: nothing acknowledged lost, no job in two states, check() holds, a "
+            "second recovery agrees, the next append is readable. The correct protocol "
+            "must show no violation; each broken variant (--list) must show its own. "
+            "Exits 2 if a variant's expectation fails. Needs no config or files."
+        ),
+        examples=[
+            "python -m phase1 explore --variant correct",
+            "python -m phase1 explore --variant all --max-states 200",
+            "python -m phase1 explore --list",
+        ],
+        handler=cmd_explore,
+    )
+    p.add_argument(
+        "--variant",
+        default="all",
+        metavar="NAME",
+        help="a protocol variant (see --list) or 'all' (default)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling crash states (0)")
+    p.add_argument(
+        "--max-states",
+        type=_non_negative,
+        default=2000,
+        metavar="N",
+        help="crash states checked per crash point; more are sampled (default 2000, 0 = all)",
+    )
+    p.add_argument("--list", action="store_true", help="list the protocol variants and exit")
+    _add_format(p)
+
 register_bench = _placeholder("bench", "measure throughput and recovery, calibrate the cost model")
 
 

@@ -312,8 +312,9 @@ class QueueCore:
         return min(times) if times else None
 
     def has_ready(self, now_s: float) -> bool:
+        """Whether ``dispatch(now_s)`` would hand out a job (a query: nothing is taken)."""
         self._promote(now_s)
-        return self._next_ready() is not None
+        return self._next_ready(take=False) is not None
 
     # == commands: decide, apply in memory, return the Step ============================
     def enqueue(self, jobs: Sequence[Job], now_s: float) -> Step:
@@ -823,9 +824,10 @@ class QueueCore:
                 entry = self._jobs[job_id]
                 heapq.heappush(self._due, (-entry.job.priority, order, job_id))
 
-    def _next_ready(self) -> _Entry | None:
+    def _next_ready(self, take: bool = True) -> _Entry | None:
         """The ready job to dispatch next: highest priority, then lowest enqueue order,
-        across the per-priority FIFOs and the heap of delayed jobs that came due."""
+        across the per-priority FIFOs and the heap of delayed jobs that came due.  With
+        ``take`` it is removed from its index (stale entries are dropped either way)."""
         best: _Entry | None = None
         for priority in range(PRIORITY_MAX, -1, -1):
             fifo = self._ready[priority]
@@ -846,9 +848,8 @@ class QueueCore:
         while due and not self._live(due[0][2], due[0][1]):
             heapq.heappop(due)
         if due and (best is None or (due[0][0], due[0][1]) < (-best.job.priority, best.order)):
-            entry = self._jobs[heapq.heappop(due)[2]]
-            return entry
-        if best is not None:
+            return self._jobs[heapq.heappop(due)[2] if take else due[0][2]]
+        if best is not None and take:
             self._ready[best.job.priority].popleft()
             best.copies = 0
         return best

@@ -791,3 +791,15 @@ def test_replayed_dispatch_then_retry_keeps_fifo_order_like_the_live_core() -> N
         sent = [e.job.id for e in core.dispatch(now_s=0.2, limit=5).effects]
         assert sent == ["b", "a"]
         core.check()
+
+
+def test_has_ready_is_a_query_that_takes_nothing() -> None:
+    core = QueueCore(max_retry=3, task_timeout_s=1.0)
+    core.enqueue([Job("a"), Job("later", scheduled_at=5.0)], now_s=0.0)
+    assert core.has_ready(0.0) and core.has_ready(0.0)
+    core.check()
+    assert [e.job.id for e in core.dispatch(now_s=0.0, limit=5).effects] == ["a"]
+    assert not core.has_ready(1.0)
+    assert core.has_ready(5.0) and core.has_ready(5.0)
+    core.check()
+    assert [e.job.id for e in core.dispatch(now_s=5.0, limit=5).effects] == ["later"]

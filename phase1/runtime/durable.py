@@ -114,6 +114,10 @@ class DurableQueue:
         with self._lock:
             if self._closed:
                 raise DurabilityError("the durable queue is closed; start a new one")
+            if self.writer.poisoned:
+                # Refuse before the command runs: it would change the core in memory and
+                # then fail to log it (or, with nothing to log, return as if all were well).
+                raise DurabilityError(self._poisoned_message())
             step = command(self.core, self.clock.wall_s())
             seq = self._locked_append(step) if step.records else 0
         if seq:
@@ -142,14 +146,19 @@ class DurableQueue:
         with self._cond:
             while writer.ack_seq < seq:
                 if writer.poisoned:
-                    raise DurabilityError(
-                        f"{self.config.wal_path}: an earlier fsync failed; this queue refuses "
-                        "further work: restart and recover"
-                    )
-                if self._syncing:
+                    raise DurabilityError(self._poisoned_message())
+                if self._syncing or self._leader_waiting:
+                    # One leader at a time: a second one would wait out its own interval
+                    # and then fsync a batch of one.
                     self._cond.wait()
                     continue
                 self._locked_lead()
+
+    def _poisoned_message(self) -> str:
+        return (
+            f"{self.config.wal_path}: an earlier fsync failed; this queue refuses "
+            "further work: restart and recover"
+        )
 
     def _locked_lead(self) -> None:
         writer = self.writer
@@ -164,6 +173,7 @@ class DurableQueue:
                 self._cond.wait(left)
             self._leader_waiting = False
             if writer.ack_seq >= writer.appended_seq or self._syncing:
+                self._cond.notify_all()  # followers waiting on this leader re-check
                 return
         self._syncing = True
         target = writer.appended_seq

@@ -1,0 +1,215 @@
+"""Workers: the threads that run payload handlers, and what travels to and from them.
+
+Owns: ``Task`` (one attempt handed to one worker slot), ``Result`` (what comes back),
+``Worker`` (a thread reading its own size-1 inbox, the seed's Q6 channel) and the optional
+process-pool path for ``compute/*`` kinds.  Must not know: the WAL, the core's rules or
+retries.  A worker never touches the queue: it posts a ``Result`` on the controller's one
+results queue, and the controller decides (ACK, FAIL, or a ``LateAck`` fenced off by the
+attempt number).
+
+Invariants kept:
+
+* A worker never dies of a payload: ``HandlerRegistry.run`` raises only ``HandlerError``,
+  ``SandboxViolation`` or ``Cancelled``; anything else is caught here too and reported as a
+  failure.
+* A ``Cancelled`` attempt reports nothing: either its deadline passed (the timeout loop
+  records TIMEOUT) or the controller is stopping without draining (the job stays in flight
+  in the WAL and recovery re-queues it).
+* Once ``abandoned`` (its handler overran the deadline and ignored cancellation) a worker
+  posts its late result, if one ever comes, and exits instead of asking for more work;
+  the controller has already started a fresh worker for its slot.
+
+Threads or processes for CPU-bound handlers?  Threads by default.  Python threads share
+the GIL, so CPU-bound handlers (``compute/fibonacci``) do not run in parallel with each
+other, but every built-in kind is short (fibonacci input is capped by
+``fibonacci_max_input``) or blocks on I/O or a wait that releases the GIL (sleep,
+write_file's fsync, http_get), and a thread costs microseconds to hand work to, which the
+queue's throughput needs.  A thread cannot be killed, so a handler that ignores its
+context is *abandoned*, not stopped: its slot gets a new thread and its result is fenced.
+``process_pool=True`` sends ``compute/*`` kinds to a ``ProcessPoolExecutor`` (spawned
+processes, real parallelism); the worker thread waits for the future only until the
+attempt's deadline.  ``concurrent.futures`` cannot kill one running task either, so a pool
+task past its deadline is abandoned the same way (bounded inputs keep that short).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+from phase1.config import Config
+from phase1.errors import SandboxViolation
+from phase1.jobs import Job
+from phase1.runtime.context import Cancelled, TaskContext
+from phase1.runtime.handlers import HandlerError, HandlerRegistry, job_kind
+
+__all__ = ["Task", "Result", "Worker", "run_in_process"]
+
+log = logging.getLogger("phase1.runtime.worker")
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """One attempt of one job, handed to worker slot ``slot``.
+
+    ``done`` turns ``True`` (under the controller's slot lock) when the handler returned,
+    so the timeout loop knows whether the thread is still busy with it.
+    """
+
+    job: Job
+    attempt: int
+    slot: int
+    ctx: TaskContext
+    started_s: float = 0.0  # time.monotonic() when the handler started
+    done: bool = False
+    worker: Worker | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.job.id, self.attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a worker reports: ``ok`` with ``value``, or a failure with a one-line ``reason``;
+    ``cancelled`` results are not reported to the core (see the module docstring)."""
+
+    task: Task
+    ok: bool
+    reason: str = ""
+    duration_s: float = 0.0
+    cancelled: bool = False
+
+
+_STOP = None  # the inbox sentinel
+
+
+class Worker:
+    """One thread serving worker slot ``slot``: take a task, run it, post the result.
+
+    ``on_free(slot)`` hands the dispatcher one token of capacity: ``tokens`` of them at
+    start (``prefetch`` for a new slot, 1 for a replacement, which inherits the queued
+    tasks of the worker it replaces), then one after each result unless abandoned.  The
+    inbox holds at most ``prefetch`` tasks plus the stop sentinel.
+    """
+
+    def __init__(
+        self,
+        slot: int,
+        generation: int,
+        *,
+        name: str,
+        registry: HandlerRegistry,
+        results: queue.Queue[Result | None],
+        on_free: Callable[[int], None],
+        mark_done: Callable[[Task], bool],
+        pool: Executor | None = None,
+        config: Config | None = None,
+        prefetch: int = 1,
+        tokens: int = 1,
+    ) -> None:
+        self.slot = slot
+        self.generation = generation
+        self.inbox: queue.Queue[Task | None] = queue.Queue(maxsize=prefetch + 1)
+        self.tokens = tokens
+        self.abandoned = False
+        self._registry = registry
+        self._results = results
+        self._on_free = on_free
+        self._mark_done = mark_done
+        self._pool = pool
+        self._config = config
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to exit once its current task (if any) is over."""
+        try:
+            self.inbox.put(_STOP, timeout=1.0)
+        except queue.Full:  # still busy with a queued task: it exits once abandoned or done
+            log.warning("worker %s did not take its stop request", self.thread.name)
+
+    def _loop(self) -> None:
+        for _ in range(self.tokens):
+            self._on_free(self.slot)
+        while True:
+            task = self.inbox.get()
+            if task is _STOP:
+                return
+            result = self._run(task)
+            # mark_done answers whether this worker was abandoned meanwhile (same lock)
+            abandoned = self._mark_done(task)
+            self._results.put(result)
+            if abandoned:
+                log.debug("abandoned worker %s exits after its late result", self.thread.name)
+                return
+            self._on_free(self.slot)
+
+    def _run(self, task: Task) -> Result:
+        task.started_s = time.monotonic()
+        try:
+            if self._pool is not None and job_kind(task.job.payload).startswith("compute/"):
+                self._run_pooled(task)
+            else:
+                self._registry.run(task.job, task.ctx)
+        except Cancelled as exc:
+            return Result(task, False, exc.reason, time.monotonic() - task.started_s, True)
+        except HandlerError as exc:
+            return Result(task, False, exc.reason, time.monotonic() - task.started_s)
+        except SandboxViolation as exc:
+            reason = " ".join(f"sandbox: {exc}".split())
+            return Result(task, False, reason, time.monotonic() - task.started_s)
+        except Exception as exc:  # a bug must fail the job, never kill the worker
+            log.exception("worker %s: handler for %r raised", self.thread.name, task.job.id)
+            reason = f"worker error: {type(exc).__name__}: {exc}"
+            return Result(task, False, reason, time.monotonic() - task.started_s)
+        return Result(task, True, "", time.monotonic() - task.started_s)
+
+    def _run_pooled(self, task: Task) -> None:
+        assert self._pool is not None and self._config is not None
+        task.ctx.check()
+        future = self._pool.submit(
+            run_in_process, self._config, task.job, task.attempt, task.ctx.remaining_s()
+        )
+        try:
+            status, reason = future.result(timeout=task.ctx.remaining_s())
+        except FutureTimeout:
+            future.cancel()
+            task.ctx.check()
+            raise Cancelled(f"job {task.job.id!r}: deadline exceeded in the process pool") from None
+        if status == "cancelled":
+            raise Cancelled(reason, reason=reason)
+        if status == "sandbox":
+            raise SandboxViolation(reason)
+        if status != "ok":
+            raise HandlerError(reason)
+
+
+_PROCESS_REGISTRY: dict[Config, HandlerRegistry] = {}
+
+
+def run_in_process(config: Config, job: Job, attempt: int, timeout_s: float) -> tuple[str, str]:
+    """Run one job in a pool process; returns ``(status, reason)`` with status ``ok``,
+    ``fail``, ``sandbox`` or ``cancelled`` (exceptions do not cross the process boundary
+    reliably, plain strings do)."""
+    registry = _PROCESS_REGISTRY.get(config)
+    if registry is None:
+        registry = _PROCESS_REGISTRY[config] = HandlerRegistry(config)
+    ctx = TaskContext(job.id, attempt, timeout_s=timeout_s)
+    try:
+        registry.run(job, ctx)
+    except Cancelled as exc:
+        return "cancelled", exc.reason
+    except HandlerError as exc:
+        return "fail", exc.reason
+    except SandboxViolation as exc:
+        return "sandbox", str(exc)
+    return "ok", ""
