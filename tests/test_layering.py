@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "phase1"
-PURE = ["core", "jobs", "wal", "snapshot", "recovery"]
+PURE = ["core", "jobs", "wal", "snapshot", "recovery", "protocol"]
 FORBIDDEN_IN_PURE = {
     "os",
     "time",

@@ -1,0 +1,1351 @@
+"""The SimPy harness: the real core, WAL, snapshots and recovery on a virtual clock.
+
+Owns: ``Workload`` (producers, job mix, service times), ``FaultPlan`` (every fault a named
+probability or rate), ``Simulation`` (the shell that drives ``QueueCore`` + ``WalWriter`` on a
+``SimDisk`` in SimPy virtual time), ``Ledger`` (Jepsen's terms: ok, lost, duplicated,
+unexpected, recovered) and ``RunResult`` (ledger, trace, DataFrames).
+
+Must not know: the queue's rules (``core.py`` decides everything), the file formats
+(``wal.py`` / ``snapshot.py``), wall-clock time (only the separate ``wall_s`` columns read
+``time.perf_counter``; they never enter the trace or the ledger).
+
+Seed discipline (TigerBeetle's VOPR): one ``random.Random(seed)`` draws the scenario (which
+workers are slow or stuck) and hands a derived seed (``rng.getrandbits(64)``) to every part:
+each producer, each worker, the crash schedule, the disk's torn writes, fsync latencies.
+The same seed gives the identical trace and ledger; a failure names the seed.
+
+The four beats (DESIGN.md), in virtual time.  SimPy is single-threaded, so every callback
+is the core's only caller: it calls a command with ``now_s = env.now``, appends
+``step.records`` with one ``WalWriter.append``, and performs ``step.effects`` only once the
+records are acknowledgeable:
+
+* ``always``: the writer fsyncs inside ``append``; each append is charged one fsync latency,
+  and appends' fsyncs run one after another (the runtime holds its lock while fsyncing);
+* ``batch``: leader/follower group commit as in ``runtime/durable.py``: when records are
+  unsynced and no fsync runs, one starts (after waiting up to ``batch_interval_s`` for
+  ``batch_size`` records when that is > 0); when its latency has passed,
+  ``fsync_upto()`` + ``mark_durable(target)`` with ``target`` = ``appended_seq`` when it
+  started, and every waiter up to ``target`` is released at once;
+* ``never``: acknowledged after ``append``; bytes reach the disk only at snapshot rotation.
+
+A crash drops the core, the writer and every worker's current task, crashes the ``SimDisk``
+(``process`` keeps unsynced bytes, ``power`` keeps a seeded prefix, maybe torn), runs the
+real ``recover`` + ``open_writer`` and charges the virtual downtime from the config's cost
+model (``recovery_cost_fixed_s + per_snapshot_job * jobs + per_wal_record * records``).
+Clients whose submission was not acknowledged resubmit after recovery (at-least-once).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields, replace
+from typing import Any, NamedTuple
+
+import simpy
+
+from phase1.config import Config
+from phase1.core import (
+    Completed,
+    DeadLettered,
+    LateAck,
+    QueueCore,
+    Retried,
+    SendToWorker,
+    Step,
+    TimedOut,
+)
+from phase1.errors import InvariantViolation
+from phase1.jobs import Job, JobState
+from phase1.recovery import open_writer, recover
+from phase1.sim.clock import SimClock
+from phase1.sim.disk import SimDisk
+from phase1.snapshot import oldest_kept_last_seq, write_snapshot
+from phase1.wal import WalWriter, drop_segments_upto
+
+__all__ = [
+    "JobKind",
+    "Workload",
+    "FaultPlan",
+    "SimConfig",
+    "Simulation",
+    "Ledger",
+    "RunResult",
+    "SimulationError",
+    "run_simulation",
+]
+
+_EMPTY = Step()
+_NO_AUTO_ROTATION = 1 << 62  # as in runtime/durable.py: rotation only at snapshot time
+_DISTS = ("exponential", "lognormal", "fixed")
+
+
+# == inputs ==================================================================================
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    """One kind of job in the mix: how often, how long a worker takes, which priorities."""
+
+    name: str = "default"
+    weight: float = 1.0
+    service_s_mean: float = 0.002
+    service_dist: str = "exponential"  # exponential | lognormal | fixed
+    service_sigma: float = 0.5  # lognormal only
+    priority_min: int = 0  # drawn uniformly in priority_min..priority_max (0-10)
+    priority_max: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What the producers submit and how long the work takes.
+
+    ``jobs`` ids are submitted in total (``j000000``...); arrivals are Poisson at
+    ``rate_per_s`` split evenly over ``producers``; bursts (Poisson at
+    ``burst_rate_per_s``) add ``burst_size`` jobs at one instant, submitted as one batch.
+    """
+
+    jobs: int = 1000
+    rate_per_s: float = 1000.0
+    producers: int = 1
+    burst_rate_per_s: float = 0.0
+    burst_size: int = 0
+    mix: tuple[JobKind, ...] = (JobKind(),)
+    delayed_probability: float = 0.0  # scheduled_at = now + Exp(delay_s_mean)
+    delay_s_mean: float = 0.05
+    depends_probability: float = 0.0  # depends_on one of the last depends_window acked ids
+    depends_window: int = 32
+    sample_interval_s: float = 0.05  # queue-depth sampling
+    max_duration_s: float = 3600.0  # run() stops here when no until_s is given
+
+    def __post_init__(self) -> None:
+        if self.jobs < 0 or self.rate_per_s <= 0 or self.producers < 1:
+            raise ValueError("Workload: jobs >= 0, rate_per_s > 0 and producers >= 1 required")
+        if not self.mix or any(k.weight < 0 for k in self.mix):
+            raise ValueError("Workload.mix needs at least one JobKind with weight >= 0")
+        for k in self.mix:
+            if k.service_dist not in _DISTS:
+                raise ValueError(f"JobKind {k.name!r}: service_dist must be one of {_DISTS}")
+            if not 0 <= k.priority_min <= k.priority_max <= 10:
+                raise ValueError(f"JobKind {k.name!r}: priorities must be 0 <= min <= max <= 10")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """Every fault the harness can inject, each a named probability, rate or time.
+
+    Crashes: at ``crash_at_s`` (``(time_s, "process" | "power")`` pairs) and Poisson at
+    ``crash_rate_per_s`` inside ``crash_window_s`` (a drawn crash is a power loss with
+    ``power_loss_probability``), at most ``max_crashes`` drawn ones.  A power loss tears the
+    last kept write with ``torn_write_probability`` and zero-fills the lost part with
+    ``zero_fill_probability``.  Workers: ``slow_worker_fraction`` of them take
+    ``slow_factor`` times longer; ``stuck_worker_fraction`` of them hang on a job with
+    ``stuck_probability`` (never answering; with ``stuck_release="deadline"`` the worker's
+    cancellation token frees it at the attempt's deadline, with ``"never"`` only a process
+    restart does); each worker dies at ``worker_death_rate_per_s`` (its task is lost) and
+    comes back after ``worker_restart_s``; a handler fails with ``job_fail_probability``.
+    fsync latency: ``fsync_latency_dist`` with mean ``fsync_latency_s_mean`` (``None``: the
+    config's ``fsync_latency_s_mean``).
+    """
+
+    crash_at_s: tuple[tuple[float, str], ...] = ()
+    crash_rate_per_s: float = 0.0
+    power_loss_probability: float = 0.0
+    crash_window_s: tuple[float, float] = (0.0, math.inf)
+    max_crashes: int = 1_000_000
+    torn_write_probability: float = 0.5
+    zero_fill_probability: float = 0.25
+    slow_worker_fraction: float = 0.0
+    slow_factor: float = 10.0
+    stuck_worker_fraction: float = 0.0
+    stuck_probability: float = 1.0
+    stuck_release: str = "deadline"  # deadline | never
+    worker_death_rate_per_s: float = 0.0
+    worker_restart_s: float = 1.0
+    job_fail_probability: float = 0.0
+    fsync_latency_dist: str = "lognormal"  # lognormal | exponential | fixed
+    fsync_latency_sigma: float = 0.5
+    fsync_latency_s_mean: float | None = None
+
+    def __post_init__(self) -> None:
+        for t, kind in self.crash_at_s:
+            if kind not in ("process", "power") or t < 0:
+                raise ValueError(f"FaultPlan.crash_at_s: ({t!r}, {kind!r}) is not (t>=0, kind)")
+        if self.fsync_latency_dist not in _DISTS:
+            raise ValueError(f"FaultPlan.fsync_latency_dist must be one of {_DISTS}")
+        if self.stuck_release not in ("deadline", "never"):
+            raise ValueError("FaultPlan.stuck_release must be 'deadline' or 'never'")
+        for f in fields(self):
+            if f.name.endswith("_probability") or f.name.endswith("_fraction"):
+                p = getattr(self, f.name)
+                if not 0.0 <= p <= 1.0:
+                    raise ValueError(f"FaultPlan.{f.name}={p!r} is not in 0..1")
+
+
+class SimConfig(NamedTuple):
+    """What a scenario returns: the queue's config, the faults and the workload."""
+
+    config: Config
+    plan: FaultPlan
+    workload: Workload
+
+
+class SimulationError(AssertionError):
+    """A failure inside a simulation run; the message ends with ``reproduce with seed=S``."""
+
+
+# == per-job bookkeeping =======================================================================
+class _Track:
+    """What the harness observed about one job id (the ledger's raw material)."""
+
+    __slots__ = (
+        "id",
+        "kind",
+        "job",
+        "submit_t",
+        "acked_t",
+        "enq_seq",
+        "enq_epoch",
+        "deliveries",
+        "finished",
+        "done_t",
+        "dead_reason",
+        "lost_enqueue_at",
+        "lost_completion_at",
+        "crashed_in_flight",
+        "waiting",
+    )
+
+    def __init__(self, job: Job, kind: int, submit_t: float) -> None:
+        self.id = job.id
+        self.kind = kind
+        self.job = job
+        self.submit_t = submit_t
+        self.acked_t = -1.0  # enqueue acknowledged to the producer
+        self.enq_seq = 0
+        self.enq_epoch = -1
+        self.deliveries = 0  # handed to a worker (started executing)
+        self.finished = 0  # executions that ran to the end (ack or fail sent)
+        self.done_t = -1.0  # completion (ACK) acknowledged
+        self.dead_reason: str | None = None
+        self.lost_enqueue_at = -1  # crash index after which the acked ENQUEUE was gone
+        self.lost_completion_at = -1  # crash index after which an acked ACK was gone
+        self.crashed_in_flight = False
+        self.waiting = False  # a submission not yet acknowledged
+
+
+class _Worker:
+    __slots__ = ("wid", "rng", "factor", "stuck", "busy", "alive", "task", "deaths")
+
+    def __init__(self, wid: int, rng: random.Random, factor: float, stuck: bool) -> None:
+        self.wid = wid
+        self.rng = rng
+        self.factor = factor
+        self.stuck = stuck
+        self.busy = False
+        self.alive = True
+        self.task = 0  # bumped to abandon the current task (death, cancellation, crash)
+        self.deaths = 0
+
+
+def _draw(rng: random.Random, dist: str, mean: float, sigma: float) -> float:
+    if mean <= 0:
+        return 0.0
+    if dist == "exponential":
+        return rng.expovariate(1.0 / mean)
+    if dist == "lognormal":
+        return rng.lognormvariate(math.log(mean) - sigma * sigma / 2.0, sigma)
+    return mean
+
+
+# == the simulation ==============================================================================
+class Simulation:
+    """One seeded run of the real queue modules under a fault plan.
+
+    >>> from phase1.config import Config
+    >>> sim = Simulation(Config(), FaultPlan(crash_at_s=((0.2, "power"),)),
+    ...                  Workload(jobs=200, rate_per_s=1000), seed=7)
+    >>> result = sim.run()
+    >>> result.ledger["lost"], result.ledger["acknowledged"]
+    (0, 200)
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        plan: FaultPlan | None = None,
+        workload: Workload | None = None,
+        seed: int = 0,
+        debug_check: bool = False,
+    ) -> None:
+        self.config = config
+        self.plan = plan if plan is not None else FaultPlan()
+        self.workload = workload if workload is not None else Workload()
+        self.seed = seed
+        self.debug_check = debug_check
+        self.env = simpy.Environment()
+        self.clock = SimClock(self.env)
+        self.disk = SimDisk()
+        self._ran = False
+
+        # -- the seed discipline: draw every part's seed in a fixed order -----------------
+        rng = random.Random(seed)
+        wl, plan_ = self.workload, self.plan
+        self._producer_rngs = [random.Random(rng.getrandbits(64)) for _ in range(wl.producers)]
+        self._burst_rng = random.Random(rng.getrandbits(64))
+        self._mix_rng = random.Random(rng.getrandbits(64))
+        n_workers = config.worker_count
+        worker_seeds = [rng.getrandbits(64) for _ in range(n_workers)]
+        self._crash_rng = random.Random(rng.getrandbits(64))
+        self._disk_rng = random.Random(rng.getrandbits(64))
+        self._fsync_rng = random.Random(rng.getrandbits(64))
+        self._death_rng = random.Random(rng.getrandbits(64))
+        n_slow = round(plan_.slow_worker_fraction * n_workers)
+        n_stuck = round(plan_.stuck_worker_fraction * n_workers)
+        order = list(range(n_workers))
+        rng.shuffle(order)
+        stuck_ids = set(order[:n_stuck])
+        slow_ids = set(order[n_stuck : n_stuck + n_slow])
+        self.workers = [
+            _Worker(
+                w,
+                random.Random(worker_seeds[w]),
+                plan_.slow_factor if w in slow_ids else 1.0,
+                w in stuck_ids,
+            )
+            for w in range(n_workers)
+        ]
+        self.slow_workers = sorted(slow_ids)
+        self.stuck_workers = sorted(stuck_ids)
+
+        self._fsync_mean = (
+            plan_.fsync_latency_s_mean
+            if plan_.fsync_latency_s_mean is not None
+            else config.fsync_latency_s_mean
+        )
+        weights = [k.weight for k in wl.mix]
+        total = sum(weights) or 1.0
+        acc = 0.0
+        self._mix_cum: list[float] = []
+        for w in weights:
+            acc += w / total
+            self._mix_cum.append(acc)
+
+        # -- state -----------------------------------------------------------------------------
+        self.trace_events: list[tuple[Any, ...]] = []
+        self._tr = self.trace_events.append
+        self.tracks: dict[str, _Track] = {}
+        self.completions: list[tuple[float, str, float]] = []  # (t, id, latency_s)
+        self.samples: list[tuple[float, int, int, int, int, bool]] = []
+        self.crashes: list[dict[str, Any]] = []
+        self.recoveries: list[dict[str, Any]] = []
+        self.wall_recovery_s: list[float] = []  # kept apart: never compared for determinism
+        self.counters = {
+            "fsyncs": 0,
+            "records": 0,
+            "snapshots": 0,
+            "late_acks": 0,
+            "timeouts": 0,
+            "retries": 0,
+            "dead": 0,
+            "worker_deaths": 0,
+            "stuck_hangs": 0,
+            "handler_failures": 0,
+            "resubmitted": 0,
+        }
+        self._next_job = 0
+        self._producers_left = wl.producers
+        self._unacked: dict[str, _Track] = {}  # submissions waiting for acknowledgment
+        self._acked_ids: deque[str] = deque(maxlen=max(1, wl.depends_window))
+        self._epoch = 0  # recoveries so far
+        self._gen = 0  # bumped by every crash: stale callbacks compare and return
+        self._up = False
+        self._idle: deque[_Worker] = deque()
+        self._maybe_ready = True
+        self._waiters: deque[tuple[int, int, Any]] = deque()  # (seq, kind, payload)
+        self._syncing = False
+        self._leader_waiting = False
+        self._leader_token = 0
+        self._sync_free_at = 0.0  # always: when the previous append's fsync ends
+        self._durable_at = 0.0  # virtual time durable_seq last advanced
+        self._snapshot_due = False
+        self._snapshot_seqs: list[int] = []  # last_seq of the copies written, oldest first
+        self._drained = False
+        self._stop: simpy.Event | None = None
+        self.core: QueueCore | None = None
+        self.writer: WalWriter | None = None
+
+    # -- public --------------------------------------------------------------------------------
+    def run(self, until_s: float | None = None) -> RunResult:
+        """Run until every submitted job is finished (or ``until_s``, or the workload's
+        ``max_duration_s``); returns the ``RunResult``.  A failure raises with the seed."""
+        if self._ran:
+            raise RuntimeError("a Simulation runs once; build a new one with the same seed")
+        self._ran = True
+        wall0 = time.perf_counter()
+        limit = until_s if until_s is not None else self.workload.max_duration_s
+        try:
+            self._start()
+            stop = self._stop = self.env.event()
+            self.env.timeout(limit).callbacks.append(lambda _e: self._finish(stop))
+            self.env.run(until=stop)
+        except InvariantViolation as exc:
+            raise InvariantViolation(
+                f"{exc} (t={self.env.now:.6f}s); reproduce with seed={self.seed}"
+            ) from exc
+        except Exception as exc:
+            raise SimulationError(
+                f"{type(exc).__name__}: {exc} (t={self.env.now:.6f}s); "
+                f"reproduce with seed={self.seed}"
+            ) from exc
+        return RunResult(self, time.perf_counter() - wall0)
+
+    # -- start-up ---------------------------------------------------------------------------------
+    def _start(self) -> None:
+        self.core, report = recover(self.disk, self.config, now_s=0.0)
+        self.writer = open_writer(self.disk, self.config, report, segment_bytes=_NO_AUTO_ROTATION)
+        self._up = True
+        self._idle.extend(self.workers)
+        per = self.workload.jobs // self.workload.producers
+        extra = self.workload.jobs - per * self.workload.producers
+        for p, prng in enumerate(self._producer_rngs):
+            quota = per + (1 if p < extra else 0)
+            self._at(prng.expovariate(self._rate_each()), self._arrive, p, quota)
+        wl = self.workload
+        if wl.burst_rate_per_s > 0 and wl.burst_size > 0:
+            self._at(self._burst_rng.expovariate(wl.burst_rate_per_s), self._burst)
+        for t, kind in sorted(self.plan.crash_at_s):
+            self._at(t, self._crash, kind, "planned")
+        if self.plan.crash_rate_per_s > 0:
+            self._schedule_rate_crash(0.0)
+        if self.plan.worker_death_rate_per_s > 0:
+            for w in self.workers:
+                self._schedule_death(w)
+        self._at(self.config.timeout_check_interval_s, self._tick_loop, self._gen)
+        self._at(self.config.snapshot_interval_s, self._snapshot_loop, self._gen)
+        self._at(0.0, self._sample_loop)
+
+    def _rate_each(self) -> float:
+        return self.workload.rate_per_s / self.workload.producers
+
+    def _at(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        ev = simpy.Timeout(self.env, delay)
+        ev.callbacks.append(lambda _e: fn(*args))
+
+    def _t(self, *event: Any) -> None:
+        self.trace_events.append((self.env.now, *event))
+
+    # -- producers ----------------------------------------------------------------------------------
+    def _new_job(self, rng: random.Random) -> _Track:
+        wl = self.workload
+        now = self.env.now
+        n = self._next_job
+        self._next_job += 1
+        job_id = f"j{n:06d}"
+        kind = 0
+        if len(wl.mix) > 1:
+            r = self._mix_rng.random()
+            while kind < len(wl.mix) - 1 and r >= self._mix_cum[kind]:
+                kind += 1
+        k = wl.mix[kind]
+        priority = (
+            k.priority_min
+            if k.priority_min == k.priority_max
+            else rng.randint(k.priority_min, k.priority_max)
+        )
+        scheduled = None
+        if wl.delayed_probability and rng.random() < wl.delayed_probability:
+            scheduled = now + rng.expovariate(1.0 / wl.delay_s_mean)
+        deps: tuple[str, ...] = ()
+        if wl.depends_probability and self._acked_ids and rng.random() < wl.depends_probability:
+            deps = (self._acked_ids[rng.randrange(len(self._acked_ids))],)
+        job = Job(
+            job_id,
+            payload={"kind": k.name},
+            priority=priority,
+            scheduled_at=scheduled,
+            depends_on=deps,
+        )
+        track = _Track(job, kind, now)
+        self.tracks[job_id] = track
+        return track
+
+    def _arrive(self, p: int, quota: int) -> None:
+        rng = self._producer_rngs[p]
+        track = self._new_job(rng)
+        self._submit([track])
+        if quota > 1:
+            self._at(rng.expovariate(self._rate_each()), self._arrive, p, quota - 1)
+        else:
+            self._producers_left -= 1
+            self._check_drained()
+
+    def _burst(self) -> None:
+        if self._producers_left <= 0:
+            return
+        rng = self._burst_rng
+        tracks = [self._new_job(rng) for _ in range(self.workload.burst_size)]
+        self._submit(tracks)
+        self._at(rng.expovariate(self.workload.burst_rate_per_s), self._burst)
+
+    def _submit(self, tracks: list[_Track]) -> None:
+        now = self.env.now
+        for tr in tracks:
+            tr.waiting = True
+            self._unacked[tr.id] = tr
+            self._tr((now, "submit", tr.id))
+        if not self._up:
+            return  # the controller is down: resubmitted when it is up again
+        core = self.core
+        assert core is not None
+        fresh = []
+        for tr in tracks:
+            if core.knows(tr.id):  # an at-least-once retry of a job that survived
+                self._acknowledge(tr, -1)
+            else:
+                fresh.append(tr)
+        if not fresh:
+            return
+        step = core.enqueue([tr.job for tr in fresh], now)
+        epoch = self._epoch
+        by_id = self.tracks
+        for rec in step.records:
+            if rec.type == "ENQUEUE":
+                tr = by_id[rec.job_id]
+                tr.enq_seq = rec.seq
+                tr.enq_epoch = epoch
+        for tr in fresh:
+            if tr.job.scheduled_at is not None:
+                self._at(max(0.0, tr.job.scheduled_at - now), self._wake, self._gen)
+        self._maybe_ready = True
+        # one append for the ENQUEUEs and the DISPATCHes they allow (same fsync either way)
+        self._pump(step, fresh)
+
+    def _acknowledge(self, tr: _Track, seq: int) -> None:
+        if not tr.waiting:
+            return
+        tr.waiting = False
+        self._unacked.pop(tr.id, None)
+        if tr.acked_t < 0:
+            tr.acked_t = self.env.now
+        self._acked_ids.append(tr.id)
+        self._tr((self.env.now, "acked", tr.id, seq))
+
+    # -- the durable path ---------------------------------------------------------------------------
+    def _after_command(self, step: Step) -> None:
+        if self.debug_check:
+            assert self.core is not None
+            self.core.check()
+
+    def _append(self, records: Any) -> int:
+        """Append ``step.records`` (one disk append); returns the last seq.  Starts an fsync
+        (``batch``) or charges its latency (``always``) as the policy says."""
+        writer = self.writer
+        assert writer is not None
+        if not records:
+            return writer.appended_seq
+        policy = writer.policy
+        if policy == "always":
+            before = self.disk.fsync_count + self.disk.fsync_dir_count
+            seq = writer.append(records, self.env.now)
+            n = self.disk.fsync_count + self.disk.fsync_dir_count - before
+            self.counters["records"] += len(records)
+            start = max(self.env.now, self._sync_free_at)
+            done = start + sum(self._fsync_latency() for _ in range(max(n, 1)))
+            self._sync_free_at = done
+            self.counters["fsyncs"] += 1
+            self._at(done - self.env.now, self._always_durable, seq, self._gen)
+            return seq
+        seq = writer.append(records, self.env.now)
+        self.counters["records"] += len(records)
+        if policy == "batch":
+            if not self._syncing:
+                if not self._leader_waiting:
+                    self._lead()
+                elif writer.unsynced >= self.config.batch_size:
+                    self._start_fsync()  # the waiting leader has its batch_size records
+        return seq
+
+    def _lead(self) -> None:
+        """Become the fsync leader (``batch``); wait for a batch first if configured."""
+        writer = self.writer
+        assert writer is not None
+        interval = self.config.batch_interval_s
+        if interval > 0 and writer.unsynced < self.config.batch_size:
+            self._leader_waiting = True
+            self._leader_token += 1
+            self._at(interval, self._leader_timeout, self._gen, self._leader_token)
+            return
+        self._start_fsync()
+
+    def _leader_timeout(self, gen: int, token: int) -> None:
+        if gen != self._gen or token != self._leader_token or not self._leader_waiting:
+            return
+        self._start_fsync()
+
+    def _start_fsync(self) -> None:
+        writer = self.writer
+        assert writer is not None
+        self._leader_waiting = False
+        if writer.unsynced <= 0:
+            return
+        self._syncing = True
+        target = writer.appended_seq
+        self._at(self._fsync_latency(), self._fsync_done, target, self._gen)
+
+    def _fsync_done(self, target: int, gen: int) -> None:
+        if gen != self._gen:
+            return  # the process died mid-fsync: nothing became durable by it
+        writer = self.writer
+        assert writer is not None
+        writer.fsync_upto()
+        writer.mark_durable(target)
+        self._durable_at = self.env.now
+        self._syncing = False
+        self.counters["fsyncs"] += 1
+        self._tr((self.env.now, "fsync", target))
+        self._release(target)
+        if self._snapshot_due:
+            self._snapshot()
+        elif writer.unsynced > 0 and not self._syncing and not self._leader_waiting:
+            self._lead()
+
+    def _always_durable(self, seq: int, gen: int) -> None:
+        if gen != self._gen:
+            return
+        self._durable_at = self.env.now
+        self._release(seq)
+
+    def _wait(self, seq: int, kind: int, payload: Any) -> None:
+        """Run ``payload`` (kind 0: acknowledge submissions, 1: perform effects) once record
+        ``seq`` is acknowledgeable."""
+        writer = self.writer
+        assert writer is not None
+        if writer.policy == "never" and seq <= writer.ack_seq:
+            self._deliver(kind, payload, seq)
+        else:
+            self._waiters.append((seq, kind, payload))
+
+    def _release(self, upto: int) -> None:
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= upto:
+            seq, kind, payload = waiters.popleft()
+            self._deliver(kind, payload, seq)
+
+    def _deliver(self, kind: int, payload: Any, seq: int) -> None:
+        if kind == 0:
+            tracks, first = payload
+            for tr in tracks:
+                self._acknowledge(tr, first)
+        else:
+            self._perform(payload)
+
+    def _effects_after(self, seq: int, step: Step) -> None:
+        if step.effects:
+            self._wait(seq, 1, step.effects)
+
+    def _fsync_latency(self) -> float:
+        plan = self.plan
+        return _draw(
+            self._fsync_rng, plan.fsync_latency_dist, self._fsync_mean, plan.fsync_latency_sigma
+        )
+
+    # -- effects -----------------------------------------------------------------------------------
+    def _perform(self, effects: Iterable[Any]) -> None:
+        now = self.env.now
+        for eff in effects:
+            cls = type(eff)
+            if cls is SendToWorker:
+                self._start_task(eff)
+            elif cls is Completed:
+                tr = self.tracks.get(eff.job_id)
+                if tr is not None and tr.done_t < 0:
+                    tr.done_t = now
+                    self.completions.append((now, eff.job_id, now - tr.submit_t))
+                self._tr((now, "completed", eff.job_id, eff.attempt))
+            elif cls is LateAck:
+                self.counters["late_acks"] += 1
+                self._t("late", eff.job_id, eff.attempt, eff.kind)
+            elif cls is TimedOut:
+                self.counters["timeouts"] += 1
+                self._t("timeout", eff.job_id, eff.attempt)
+            elif cls is Retried:
+                self.counters["retries"] += 1
+                self._t("retry", eff.job_id, eff.attempt, eff.cause)
+            elif cls is DeadLettered:
+                self.counters["dead"] += 1
+                tr = self.tracks.get(eff.job_id)
+                if tr is not None:
+                    tr.dead_reason = eff.reason
+                self._t("dead", eff.job_id, eff.reason)
+        self._check_drained()
+
+    # -- dispatch and workers -----------------------------------------------------------------------
+    def _pump(self, extra: Step | None = None, submitted: list[_Track] | None = None) -> None:
+        """Hand ready jobs to idle workers: one append for every DISPATCH plus ``extra``
+        (a worker's ACK/FAIL that came with its request for the next job, or the ENQUEUEs
+        of ``submitted``, acknowledged to their producers once durable)."""
+        if not self._up:
+            return
+        records: tuple[Any, ...] | list[Any] = extra.records if extra is not None else ()
+        effects: tuple[Any, ...] | list[Any] = extra.effects if extra is not None else ()
+        idle = self._idle
+        # Probe only when something may have become ready (an empty dispatch is not free);
+        # not core.has_ready(): it consumes the head of the ready FIFO as of core 6d9694a.
+        if idle and self._maybe_ready:
+            core = self.core
+            assert core is not None
+            now = self.env.now
+            while idle:
+                w = idle[0]
+                if not w.alive:
+                    idle.popleft()
+                    continue
+                d = core.dispatch(now, w.wid, 1)
+                if not d.records:
+                    self._maybe_ready = False
+                    break
+                idle.popleft()
+                w.busy = True
+                records = [*records, *d.records]
+                effects = [*effects, *d.effects]
+        if not records:
+            if effects:
+                self._perform(effects)
+            return
+        if self.debug_check:
+            assert self.core is not None
+            self.core.check()
+        seq = self._append(records)
+        if submitted:
+            self._wait(seq, 0, (submitted, seq))
+        if effects:
+            self._wait(seq, 1, effects)
+
+    def _wake(self, gen: int) -> None:
+        if gen == self._gen:
+            self._maybe_ready = True
+            self._pump()
+
+    def _start_task(self, send: SendToWorker) -> None:
+        w = self.workers[send.worker_id]
+        tr = self.tracks.get(send.job.id)
+        if tr is not None:
+            tr.deliveries += 1
+        self._tr((self.env.now, "deliver", send.job.id, w.wid, send.attempt))
+        if not w.alive:
+            return  # died between dispatch and delivery: the deadline rescues the job
+        w.task += 1
+        task = w.task
+        rng = w.rng
+        plan = self.plan
+        if w.stuck and rng.random() < plan.stuck_probability:
+            self.counters["stuck_hangs"] += 1
+            self._t("hang", send.job.id, w.wid)
+            if plan.stuck_release == "deadline":
+                delay = max(0.0, send.deadline_s - self.env.now)
+                self._at(delay, self._abandon, w, task, self._gen)
+            return
+        kind = self.workload.mix[tr.kind if tr is not None else 0]
+        service = _draw(rng, kind.service_dist, kind.service_s_mean, kind.service_sigma)
+        ok = not (plan.job_fail_probability and rng.random() < plan.job_fail_probability)
+        self._at(service * w.factor, self._task_done, w, task, self._gen, send, ok)
+
+    def _abandon(self, w: _Worker, task: int, gen: int) -> None:
+        if gen != self._gen or task != w.task or not w.alive:
+            return
+        w.task += 1
+        self._free(w)
+
+    def _free(self, w: _Worker) -> None:
+        w.busy = False
+        self._idle.append(w)
+        self._pump()
+
+    def _task_done(self, w: _Worker, task: int, gen: int, send: SendToWorker, ok: bool) -> None:
+        if gen != self._gen or task != w.task or not w.alive:
+            return  # the process crashed or the worker died: the result is gone
+        core = self.core
+        assert core is not None
+        now = self.env.now
+        job_id = send.job.id
+        tr = self.tracks.get(job_id)
+        if tr is not None:
+            tr.finished += 1
+        self._tr((now, "done", job_id, w.wid, send.attempt, ok))
+        if ok:
+            step = core.ack(job_id, send.attempt, now)
+        else:
+            self.counters["handler_failures"] += 1
+            step = core.fail(job_id, send.attempt, now, "handler failed")
+        w.busy = False
+        self._idle.append(w)
+        self._maybe_ready = True
+        self._pump(step)
+
+    def _schedule_death(self, w: _Worker) -> None:
+        delay = self._death_rng.expovariate(self.plan.worker_death_rate_per_s)
+        self._at(delay, self._die, w)
+
+    def _die(self, w: _Worker) -> None:
+        if self._drained:
+            return
+        if w.alive:
+            w.alive = False
+            w.deaths += 1
+            w.task += 1  # the current task is lost; its deadline rescues the job
+            if not w.busy and w in self._idle:
+                self._idle.remove(w)
+            self.counters["worker_deaths"] += 1
+            self._t("worker_died", w.wid)
+            self._at(self.plan.worker_restart_s, self._revive, w, w.deaths)
+        self._schedule_death(w)
+
+    def _revive(self, w: _Worker, deaths: int) -> None:
+        if w.alive or w.deaths != deaths:
+            return
+        w.alive = True
+        w.busy = False
+        self._t("worker_restarted", w.wid)
+        if self._up:
+            self._idle.append(w)
+            self._pump()
+
+    # -- periodic work ---------------------------------------------------------------------------------
+    def _tick_loop(self, gen: int) -> None:
+        if gen != self._gen:
+            return
+        if self._up:
+            core = self.core
+            assert core is not None
+            step = core.tick(self.env.now)
+            self._maybe_ready = True
+            if step.records:
+                self._after_command(step)
+                seq = self._append(step.records)
+                self._effects_after(seq, step)
+            self._pump()
+            self._check_drained(full=True)
+        self._at(self.config.timeout_check_interval_s, self._tick_loop, gen)
+
+    def _snapshot_loop(self, gen: int) -> None:
+        if gen != self._gen:
+            return
+        if self._up:
+            if self._syncing or self._leader_waiting:
+                self._snapshot_due = True  # as the runtime: wait for the running fsync
+            else:
+                self._snapshot()
+        self._at(self.config.snapshot_interval_s, self._snapshot_loop, gen)
+
+    def _snapshot(self) -> None:
+        """export + rotate now (the runtime does both under its lock, so no fsync runs
+        meanwhile); the file is written when its virtual cost has passed."""
+        self._snapshot_due = False
+        self._leader_waiting = False
+        core, writer = self.core, self.writer
+        assert core is not None and writer is not None
+        state = core.export()
+        before = self.disk.fsync_count + self.disk.fsync_dir_count
+        writer.rotate()
+        writer.mark_durable(writer.appended_seq)
+        n = self.disk.fsync_count + self.disk.fsync_dir_count - before
+        rotate_s = sum(self._fsync_latency() for _ in range(n))
+        if writer.policy == "always":  # after the fsyncs already queued
+            start = max(self.env.now, self._sync_free_at)
+            self._sync_free_at = start + rotate_s
+            rotate_s = self._sync_free_at - self.env.now
+        jobs = len(state.pending) + len(state.in_flight) + len(state.completed) + len(state.dead)
+        # the file's write + fsync + folder fsync, and serialising every job
+        write_s = (
+            rotate_s + 2 * self._fsync_mean + self.config.recovery_cost_per_snapshot_job_s * jobs
+        )
+        self._syncing = True  # the lock is held while rotating: no fsync leader meanwhile
+        self._at(rotate_s, self._rotated, writer.appended_seq, self._gen)
+        self._at(write_s, self._write_snapshot, state, jobs, self._gen)
+        self._t("snapshot_start", state.last_seq, jobs)
+
+    def _rotated(self, seq: int, gen: int) -> None:
+        if gen != self._gen:
+            return
+        self._syncing = False
+        self._durable_at = self.env.now
+        self._release(seq)
+        writer = self.writer
+        assert writer is not None
+        if writer.policy == "batch" and writer.unsynced > 0 and not self._leader_waiting:
+            self._lead()
+
+    def _write_snapshot(self, state: Any, jobs: int, gen: int) -> None:
+        if gen != self._gen:
+            return  # crashed while writing: the old snapshot and every segment remain
+        cfg = self.config
+        write_snapshot(self.disk, cfg.snapshot_path, state, keep=cfg.snapshots_kept)
+        # write_snapshot returned, so this copy is durable; the seqs of the copies written
+        # since start-up say which one is oldest without decoding them all again
+        # (oldest_kept_last_seq reads every kept file: ~10% of a crash-storm run).
+        kept = self._snapshot_seqs
+        kept.append(state.last_seq)
+        del kept[: -cfg.snapshots_kept]
+        if len(kept) == cfg.snapshots_kept:
+            oldest: int | None = kept[0]
+        else:
+            oldest = oldest_kept_last_seq(self.disk, cfg.snapshot_path, cfg.snapshots_kept)
+        if oldest is not None:
+            drop_segments_upto(self.disk, cfg.wal_path, oldest)
+        self.disk.op_log.clear()  # bounded memory: the explorer, not the harness, needs it
+        self.counters["snapshots"] += 1
+        self._t("snapshot", state.last_seq, jobs)
+
+    def _sample_loop(self) -> None:
+        if self._stop is not None and self._stop.triggered:
+            return
+        core = self.core
+        if core is not None and self._up:
+            c = core.counts()
+            self.samples.append(
+                (self.env.now, c["pending"], c["in_flight"], c["completed"], c["dead"], True)
+            )
+        else:
+            last = self.samples[-1] if self.samples else (0.0, 0, 0, 0, 0, False)
+            self.samples.append((self.env.now, last[1], last[2], last[3], last[4], False))
+        self._at(self.workload.sample_interval_s, self._sample_loop)
+
+    # -- crashes ---------------------------------------------------------------------------------------
+    def _schedule_rate_crash(self, now: float) -> None:
+        plan = self.plan
+        if len([c for c in self.crashes if c["cause"] == "rate"]) >= plan.max_crashes:
+            return
+        start, end = plan.crash_window_s
+        t = max(now, start) + self._crash_rng.expovariate(plan.crash_rate_per_s)
+        kind = "power" if self._crash_rng.random() < plan.power_loss_probability else "process"
+        if t < end:
+            self._at(t - now, self._rate_crash, kind)
+
+    def _rate_crash(self, kind: str) -> None:
+        if self._drained:
+            return
+        self._crash(kind, "rate")
+        self._schedule_rate_crash(self.env.now)
+
+    def _crash(self, kind: str, cause: str) -> None:
+        if self._drained:
+            return
+        now = self.env.now
+        core, writer = self.core, self.writer
+        assert core is not None and writer is not None
+        index = len(self.crashes)
+        in_flight = list(core.in_flight()) if self._up else []
+        for job_id in in_flight:
+            tr = self.tracks.get(job_id)
+            if tr is not None:
+                tr.crashed_in_flight = True
+        durable_seq = writer.durable_seq
+        info = {
+            "crash": index,
+            "t": now,
+            "kind": kind,
+            "cause": cause,
+            "epoch": self._epoch,
+            "was_up": self._up,
+            "appended_seq": writer.appended_seq,
+            "durable_seq": durable_seq,
+            "ack_seq": writer.ack_seq,
+            "unsynced_records": writer.appended_seq - durable_seq,
+            "loss_window_s": now - self._durable_at,
+            "in_flight": len(in_flight),
+            "unacked_submissions": len(self._unacked),
+        }
+        self.crashes.append(info)
+        self._t("crash", index, kind, writer.appended_seq, durable_seq)
+        # -- the process dies: core, writer, fsync, leader, waiters and every task -----------
+        self._gen += 1
+        self._up = False
+        self._syncing = False
+        self._leader_waiting = False
+        self._snapshot_due = False
+        self._waiters.clear()
+        self._idle.clear()
+        for w in self.workers:
+            w.task += 1
+            w.busy = False
+            w.alive = True  # worker threads restart with the process
+        self.core = None
+        self.writer = None
+        if kind == "power":
+            crng = random.Random(self._disk_rng.getrandbits(64))
+            torn = crng.random() < self.plan.torn_write_probability
+            zero = crng.random() < self.plan.zero_fill_probability
+            self.disk.crash("power", crng, torn=torn, zero_fill=zero)
+        else:
+            self.disk.crash("process")
+        # -- the real recovery, on what the disk kept ------------------------------------------
+        w0 = time.perf_counter()
+        core, report = recover(self.disk, self.config, now_s=now)
+        writer = open_writer(self.disk, self.config, report, segment_bytes=_NO_AUTO_ROTATION)
+        wall = time.perf_counter() - w0
+        self.core, self.writer = core, writer
+        self._durable_at = now
+        cfg = self.config
+        downtime = (
+            cfg.recovery_cost_fixed_s
+            + cfg.recovery_cost_per_snapshot_job_s * report.snapshot_jobs
+            + cfg.recovery_cost_per_wal_record_s * report.records_read
+        )
+        self._epoch += 1
+        # -- the ledger's check: what was acknowledged must still be there ----------------------
+        lost_enq = lost_ack = 0
+        for tr in self.tracks.values():
+            if tr.acked_t >= 0 and tr.lost_enqueue_at < 0 and not core.knows(tr.id):
+                tr.lost_enqueue_at = index
+                lost_enq += 1
+            elif (
+                tr.done_t >= 0
+                and tr.lost_completion_at < 0
+                and core.state_of(tr.id) is not JobState.COMPLETED
+            ):
+                tr.lost_completion_at = index
+                tr.done_t = -1.0  # it has to complete again
+                lost_ack += 1
+        rec = {
+            "crash": index,
+            "t": now,
+            "kind": kind,
+            "downtime_s": downtime,
+            "snapshot_jobs": report.snapshot_jobs,
+            "records_read": report.records_read,
+            "records_replayed": report.records_replayed,
+            "torn_bytes": report.torn_bytes_truncated,
+            "requeued": report.requeued,
+            "dead_lettered": report.dead_lettered,
+            "last_seq": report.last_seq,
+            "lost_enqueued": lost_enq,
+            "lost_completions": lost_ack,
+        }
+        self.recoveries.append(rec)
+        self.wall_recovery_s.append(wall)
+        self._t("recover", index, report.records_read, report.snapshot_jobs, report.last_seq)
+        if self.debug_check:
+            core.check()
+        self._at(downtime, self._recovered, self._gen)
+
+    def _recovered(self, gen: int) -> None:
+        if gen != self._gen:
+            return  # crashed again while recovering
+        self._up = True
+        self._maybe_ready = True
+        self._durable_at = self.env.now
+        self._idle.extend(w for w in self.workers if w.alive)
+        self._t("up", self._epoch)
+        # clients resubmit what was not acknowledged, in submission order
+        waiting = sorted(list(self._unacked.values()), key=lambda tr: (tr.submit_t, tr.id))
+        if waiting:
+            self.counters["resubmitted"] += len(waiting)
+            for tr in waiting:
+                tr.waiting = False
+                self._unacked.pop(tr.id, None)
+            self._submit(waiting)
+        self._pump()
+        gen = self._gen
+        self._at(self.config.timeout_check_interval_s, self._tick_loop, gen)
+        self._at(self.config.snapshot_interval_s, self._snapshot_loop, gen)
+        self._check_drained(full=True)
+
+    # -- the end -----------------------------------------------------------------------------------------
+    def _check_drained(self, full: bool = False) -> None:
+        if self._producers_left > 0 or self._unacked or not self._up or self._drained:
+            return
+        core = self.core
+        assert core is not None
+        if core.is_idle():
+            self._finish_drained()
+            return
+        if full:
+            c = core.counts()
+            busy = any(w.busy for w in self.workers)
+            if not c["in_flight"] and not c["failed"] and c["pending"] == c["blocked"] and not busy:
+                self._finish_drained()  # only jobs blocked on dependencies that never finish
+
+    def _finish_drained(self) -> None:
+        self._drained = True
+        self._t("drained")
+        if self._stop is not None:
+            self._finish(self._stop)
+
+    def _finish(self, stop: simpy.Event) -> None:
+        if not stop.triggered:
+            stop.succeed()
+
+
+# == results ===========================================================================================
+class Ledger:
+    """The run's verdict in Jepsen's terms, built from the harness's observations and the
+    final core (see ``Ledger.build``).  ``as_dict()`` is what ``RunResult.ledger`` holds."""
+
+    @staticmethod
+    def build(sim: Simulation) -> dict[str, Any]:
+        core = sim.core
+        assert core is not None
+        completed = dict.fromkeys(core.completed_ids())
+        dead = core.dead_reasons()
+        ok = lost = lost_enq = lost_comp = recovered = unfinished = unacked = dup = 0
+        dup_counts: dict[int, int] = {}
+        lost_ids: list[str] = []
+        lost_detail: list[dict[str, Any]] = []
+        acknowledged = 0
+        for tr in sim.tracks.values():
+            if tr.deliveries > 1:
+                dup += 1
+                dup_counts[tr.deliveries] = dup_counts.get(tr.deliveries, 0) + 1
+            if tr.acked_t < 0:
+                unacked += 1
+                continue
+            acknowledged += 1
+            is_lost = tr.lost_enqueue_at >= 0 or tr.lost_completion_at >= 0
+            if tr.lost_enqueue_at < 0 and not core.knows(tr.id):
+                is_lost = True  # gone without a crash: a bug in the shell or the core
+            if is_lost:
+                lost += 1
+                lost_enq += tr.lost_enqueue_at >= 0
+                lost_comp += tr.lost_completion_at >= 0
+                lost_ids.append(tr.id)
+                lost_detail.append(
+                    {
+                        "job_id": tr.id,
+                        "enqueue_seq": tr.enq_seq,
+                        "enqueue_epoch": tr.enq_epoch,
+                        "lost_enqueue_at_crash": tr.lost_enqueue_at,
+                        "lost_completion_at_crash": tr.lost_completion_at,
+                    }
+                )
+                continue
+            if tr.id in completed or tr.id in dead:
+                ok += 1
+                if tr.crashed_in_flight and tr.id in completed:
+                    recovered += 1
+            else:
+                unfinished += 1
+        unexpected = sum(1 for j in completed if j not in sim.tracks)
+        c = sim.counters
+        return {
+            "seed": sim.seed,
+            "policy": sim.config.commit_policy,
+            "virtual_s": round(sim.env.now, 9),
+            "submitted": len(sim.tracks),
+            "acknowledged": acknowledged,
+            "unacknowledged": unacked,
+            "completed": len(completed),
+            "dead": len(dead),
+            "ok": ok,
+            "lost": lost,
+            "lost_enqueued": lost_enq,
+            "lost_completions": lost_comp,
+            "duplicated": dup,
+            "duplicate_counts": {str(k): dup_counts[k] for k in sorted(dup_counts)},
+            "unexpected": unexpected,
+            "recovered": recovered,
+            "unfinished": unfinished,
+            "crashes": len(sim.crashes),
+            "power_losses": sum(1 for x in sim.crashes if x["kind"] == "power"),
+            "loss_window_s_max": max((x["loss_window_s"] for x in sim.crashes), default=0.0),
+            "late_acks": c["late_acks"],
+            "timeouts": c["timeouts"],
+            "retries": c["retries"],
+            "resubmitted": c["resubmitted"],
+            "worker_deaths": c["worker_deaths"],
+            "stuck_hangs": c["stuck_hangs"],
+            "handler_failures": c["handler_failures"],
+            "fsyncs": c["fsyncs"],
+            "records": c["records"],
+            "snapshots": c["snapshots"],
+            "lost_ids": lost_ids,
+            "lost_detail": lost_detail,
+        }
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.9f}"
+    return str(x)
+
+
+class RunResult:
+    """What one run produced.  ``ledger`` and ``trace`` are deterministic per seed;
+    ``wall_s`` and the ``wall_s`` column of ``recoveries`` are measured, kept apart."""
+
+    def __init__(self, sim: Simulation, wall_s: float) -> None:
+        self.seed = sim.seed
+        self.config = sim.config
+        self.plan = sim.plan
+        self.workload = sim.workload
+        self.ledger: dict[str, Any] = Ledger.build(sim)
+        self.wall_s = wall_s
+        self.virtual_s = sim.env.now
+        self.trace_events = sim.trace_events
+        self._completions = sim.completions
+        self._samples = sim.samples
+        self._crashes = sim.crashes
+        self._recoveries = sim.recoveries
+        self._wall_recovery = sim.wall_recovery_s
+        self.slow_workers = sim.slow_workers
+        self.stuck_workers = sim.stuck_workers
+
+    # -- text -------------------------------------------------------------------------------
+    @property
+    def trace(self) -> list[str]:
+        """One line per event: ``"<t> <event> <fields...>"`` (virtual time only)."""
+        return [" ".join(_fmt(x) for x in ev) for ev in self.trace_events]
+
+    def summary(self) -> str:
+        led = self.ledger
+        dups = ",".join(f"{k}x:{v}" for k, v in led["duplicate_counts"].items()) or "-"
+        lat = sorted(x[2] for x in self._completions)
+        p95 = _pct(lat, 95) if lat else float("nan")
+        return (
+            f"seed={self.seed} policy={led['policy']} virtual={self.virtual_s:.3f}s "
+            f"acknowledged={led['acknowledged']} ok={led['ok']} lost={led['lost']} "
+            f"duplicated={led['duplicated']} ({dups}) unexpected={led['unexpected']} "
+            f"recovered={led['recovered']} unfinished={led['unfinished']} "
+            f"dead={led['dead']} crashes={led['crashes']} (power {led['power_losses']}) "
+            f"p95={p95 * 1000:.2f}ms jobs/wall-s={self.jobs_per_wall_s():,.0f}"
+        )
+
+    def jobs_per_wall_s(self) -> float:
+        return self.ledger["completed"] / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def assert_durable(self) -> None:
+        """Raise ``SimulationError`` (with the seed) if any acknowledged job was lost or
+        anything unexpected completed: the contract under ``always`` and ``batch``."""
+        led = self.ledger
+        if led["lost"] or led["unexpected"]:
+            raise SimulationError(
+                f"{led['lost']} acknowledged job(s) lost (e.g. {led['lost_ids'][:5]}), "
+                f"{led['unexpected']} unexpected under policy {led['policy']}; "
+                f"reproduce with seed={self.seed}"
+            )
+
+    # -- DataFrames ---------------------------------------------------------------------------
+    @property
+    def events(self) -> Any:
+        """Every trace event: columns ``t``, ``event``, ``job_id``/``a``, ``b``, ``c``, ``d``."""
+        import pandas as pd
+
+        rows = []
+        for ev in self.trace_events:
+            rest = list(ev[2:]) + [None] * (4 - len(ev[2:]))
+            rows.append((ev[0], ev[1], *rest[:4]))
+        return pd.DataFrame(rows, columns=["t", "event", "a", "b", "c", "d"])
+
+    def throughput(self, bucket_s: float | None = None) -> Any:
+        """Completions per virtual second, in buckets of ``bucket_s`` (default: ~50 buckets)."""
+        import pandas as pd
+
+        end = max(self.virtual_s, 1e-9)
+        if bucket_s is None:
+            bucket_s = _nice_bucket(end / 50)
+        n = int(math.ceil(end / bucket_s)) or 1
+        counts = [0] * n
+        for t, _, _ in self._completions:
+            counts[min(int(t / bucket_s), n - 1)] += 1
+        return pd.DataFrame(
+            {
+                "t": [i * bucket_s for i in range(n)],
+                "completed": counts,
+                "jobs_per_s": [c / bucket_s for c in counts],
+            }
+        )
+
+    def latency(self) -> Any:
+        """Submit -> completion-acknowledged latency percentiles (one row)."""
+        import pandas as pd
+
+        lat = sorted(x[2] for x in self._completions)
+        if not lat:
+            return pd.DataFrame(columns=["count", "mean_s", "p50_s", "p95_s", "p99_s", "max_s"])
+        return pd.DataFrame(
+            [
+                {
+                    "count": len(lat),
+                    "mean_s": sum(lat) / len(lat),
+                    "p50_s": _pct(lat, 50),
+                    "p95_s": _pct(lat, 95),
+                    "p99_s": _pct(lat, 99),
+                    "max_s": lat[-1],
+                }
+            ]
+        )
+
+    def latencies(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self._completions, columns=["t", "job_id", "latency_s"])
+
+    def depth(self) -> Any:
+        """Queue depth sampled every ``Workload.sample_interval_s`` (``up`` False: down)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            self._samples, columns=["t", "pending", "in_flight", "completed", "dead", "up"]
+        )
+
+    def crashes(self) -> Any:
+        """Per crash: time, kind, the writer's appended/durable/ack seq, the loss window."""
+        import pandas as pd
+
+        cols = [
+            "crash", "t", "kind", "cause", "epoch", "was_up", "appended_seq", "durable_seq",
+            "ack_seq", "unsynced_records", "loss_window_s", "in_flight", "unacked_submissions",
+        ]  # fmt: skip
+        return pd.DataFrame(self._crashes, columns=cols)
+
+    def recoveries(self) -> Any:
+        """Per crash: virtual downtime from the cost model, what recovery read, and the
+        measured ``wall_s`` of the real ``recover`` + ``open_writer`` (not deterministic)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self._recoveries)
+        if len(df):
+            df["wall_s"] = self._wall_recovery
+        return df
+
+    def loss_window(self) -> Any:
+        """Per crash: how long since the last durable point, and how many records were only
+        in the page cache (what a power loss under ``never`` may take)."""
+        import pandas as pd
+
+        cols = ["crash", "t", "kind", "loss_window_s", "unsynced_records", "durable_seq"]
+        return pd.DataFrame([{k: c[k] for k in cols} for c in self._crashes], columns=cols)
+
+
+def _pct(sorted_values: list[float], q: float) -> float:
+    k = max(0, min(len(sorted_values) - 1, int(math.ceil(q / 100.0 * len(sorted_values))) - 1))
+    return sorted_values[k]
+
+
+def _nice_bucket(x: float) -> float:
+    for b in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
+        if x <= b:
+            return b
+    return 10.0 * math.ceil(x / 10.0)
+
+
+def run_simulation(
+    config: Config,
+    plan: FaultPlan | None = None,
+    workload: Workload | None = None,
+    seed: int = 0,
+    *,
+    until_s: float | None = None,
+    debug_check: bool = False,
+) -> RunResult:
+    """``Simulation(config, plan, workload, seed, debug_check).run(until_s)``."""
+    return Simulation(config, plan, workload, seed, debug_check).run(until_s)
+
+
+def with_changes(obj: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` for a ``Workload``/``FaultPlan`` (``Config.replace`` for a
+    ``Config``): the sweep helpers use it to apply one grid point."""
+    if isinstance(obj, Config):
+        return obj.replace(**changes)
+    return replace(obj, **changes)
