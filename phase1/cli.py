@@ -896,8 +896,6 @@ def register_sim(sub: Subparsers) -> None:
     )
 
 
-
-
 # == explore ===========================================================================
 def cmd_explore(args: argparse.Namespace) -> int:
     from phase1 import crashcheck
@@ -928,9 +926,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        result = crashcheck.explore(
-            names, seed=args.seed, max_states=max_states, progress=progress
-        )
+        result = crashcheck.explore(names, seed=args.seed, max_states=max_states, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -1002,6 +998,7 @@ def register_explore(sub: Subparsers) -> None:
     )
     p.add_argument("--list", action="store_true", help="list the protocol variants and exit")
     _add_format(p)
+
 
 register_bench = _placeholder("bench", "measure throughput and recovery, calibrate the cost model")
 

@@ -85,6 +85,7 @@ from phase1.core import RECORD_TYPES, Record
 from phase1.disk import Disk, folder_of
 from phase1.errors import DurabilityError, WalCorruptionError
 from phase1.jobs import Job, job_from_dict, job_to_dict
+from phase1.protocol import CORRECT, Protocol
 
 __all__ = [
     "POLICIES",
@@ -118,6 +119,13 @@ _OPTIONAL = ("attempt", "worker_id", "deadline_ms", "reason", "job")
 _KEYS = frozenset(("seq", "type", "job_id", "timestamp", "checksum") + _OPTIONAL)
 _PREFIX_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
 _SEQ_RE = re.compile(rb'\{"seq":(\d{1,19})[,}]')
+_K_HEAD = ("seq", "type", "job_id", "timestamp")
+_K_ATTEMPT = _K_HEAD + ("attempt", "checksum")
+_K_DISPATCH = _K_HEAD + ("attempt", "worker_id", "deadline_ms", "checksum")
+_K_ENQUEUE = _K_HEAD + ("job", "checksum")
+_K_JOB = ("id", "payload", "attempt", "status")
+_NO_JOB = _TYPES - {"ENQUEUE"}
+_new = tuple.__new__
 
 
 class _BadRecord(ValueError):
@@ -253,8 +261,66 @@ def encode_record(rec: Record) -> bytes:
 
 
 def encode_records(recs: Iterable[Record]) -> bytes:
-    """The lines of ``recs`` joined: what ``WalWriter.append`` hands to one ``disk.append``."""
-    return b"".join([encode_record(r) for r in recs])
+    """The lines of ``recs`` joined: what ``WalWriter.append`` hands to one ``disk.append``.
+
+    The same bytes as joining ``encode_record`` of each, built faster: the records of one
+    step share their timestamp object (formatted once), fields are unpacked positionally,
+    and a job's dict is built inline.  Anything unusual goes through ``encode_record``.
+    """
+    out: list[bytes] = []
+    append = out.append
+    dumps = orjson.dumps
+    crc32 = zlib.crc32
+    last_ms: object = None
+    stamp = ""
+    for rec in recs:
+        seq, rtype, job_id, ts_ms, attempt, worker_id, deadline_ms, reason, job = rec
+        if type(ts_ms) is not int or type(rtype) is not str:
+            append(encode_record(rec))
+            continue
+        if ts_ms is not last_ms:
+            stamp = _iso(ts_ms)
+            last_ms = ts_ms
+        if job is None:
+            if rtype not in _NO_JOB:
+                append(encode_record(rec))  # raises: ENQUEUE without a job, unknown type
+                continue
+            d: dict[str, Any] = {"seq": seq, "type": rtype, "job_id": job_id, "timestamp": stamp}
+            if attempt:
+                d["attempt"] = attempt
+            if worker_id is not None:
+                d["worker_id"] = worker_id
+            if deadline_ms is not None:
+                d["deadline_ms"] = deadline_ms
+            if reason is not None:
+                d["reason"] = reason
+        elif (
+            rtype == "ENQUEUE"
+            and not attempt
+            and worker_id is None
+            and deadline_ms is None
+            and reason is None
+            and job[0] == job_id
+        ):
+            jd: dict[str, Any] = {
+                "id": job[0],
+                "payload": job[1],
+                "attempt": job[2],
+                "status": job[3],
+            }
+            if job[4]:
+                jd["priority"] = job[4]
+            if job[5] is not None:
+                jd["scheduled_at"] = job[5]
+            if job[6]:
+                jd["depends_on"] = list(job[6])
+            d = {"seq": seq, "type": rtype, "job_id": job_id, "timestamp": stamp, "job": jd}
+        else:
+            append(encode_record(rec))
+            continue
+        body = dumps(d)[:-1]
+        append(b"%b%b%d}\n" % (body, _TRAILER, crc32(body)))
+    return b"".join(out)
 
 
 def _check_job(job: object, job_id: str) -> Job:
@@ -292,6 +358,42 @@ def decode_line(line: bytes) -> Record:
         raise _BadRecord(f"not valid JSON ({exc})") from None
     if type(d) is not dict:
         raise _BadRecord(f"not a JSON object ({type(d).__name__})")
+    # Fast path: the shapes a busy log is made of (ACK/TIMEOUT, DISPATCH, a plain ENQUEUE),
+    # recognised by their exact key order and unpacked positionally.  It accepts only
+    # lines the full checks below accept and builds the same Record; anything else (or
+    # anything odd) falls through to them, so error messages are unchanged.
+    keys = tuple(d)
+    ok = False
+    worker_id = deadline_ms = fjob = None
+    if keys == _K_ATTEMPT:
+        seq, rtype, job_id, ts, attempt, stored = d.values()
+        ok = type(attempt) is int and attempt >= 0 and type(rtype) is str and rtype in _NO_JOB
+    elif keys == _K_DISPATCH:
+        seq, rtype, job_id, ts, attempt, worker_id, deadline_ms, stored = d.values()
+        ok = (
+            type(attempt) is int
+            and attempt >= 0
+            and type(worker_id) is int
+            and type(deadline_ms) is int
+            and type(rtype) is str
+            and rtype in _NO_JOB
+        )
+    elif keys == _K_ENQUEUE:
+        seq, rtype, job_id, ts, raw_job, stored = d.values()
+        attempt = 0
+        if rtype == "ENQUEUE" and type(raw_job) is dict and tuple(raw_job) == _K_JOB:
+            jid, payload, jattempt, status = raw_job.values()
+            if jid == job_id and type(jattempt) is int and jattempt >= 0 and type(status) is str:
+                fjob = _new(Job, (jid, payload, jattempt, status, 0, None, ()))
+                ok = True
+    if ok and type(seq) is int and seq > 0 and type(job_id) is str and job_id:
+        ms = _ms_by_iso.get(ts) if type(ts) is str else None
+        if ms is not None and type(stored) is int:
+            tail = b"%b%d}" % (_TRAILER, stored)
+            if line.endswith(tail) and zlib.crc32(line[: -len(tail)]) == stored:
+                return _new(
+                    Record, (seq, rtype, job_id, ms, attempt, worker_id, deadline_ms, None, fjob)
+                )
     try:
         seq = d["seq"]
         rtype = d["type"]
@@ -536,6 +638,12 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int) -> _Scan:
             if tail:
                 reason = f"last line has no newline (torn write; {_reason_of(tail)})"
                 bad = (len(lines), offset, reason, _seq_of(tail), False)
+            elif name_seq is not None and (not lines or prev != name_seq):
+                # rotate names a segment after its last record once it is fsynced, so a
+                # closed segment ending elsewhere lost whole lines (found by phase1.fuzz)
+                end = f"ends at seq {prev}" if lines else "is empty"
+                reason = f"closed segment {end} but its name says seq {name_seq}"
+                bad = (len(lines), offset, reason, None, True)
         scan.lines_read += len(lines) if bad is None else bad[0]
         if bad is not None:
             n, off, reason, seq_read, sequence = bad
@@ -733,6 +841,7 @@ class WalWriter:
         batch_size: int = 100,
         batch_interval_s: float = 0.010,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        protocol: Protocol = CORRECT,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy={policy!r} is not one of {', '.join(POLICIES)}")
@@ -750,6 +859,7 @@ class WalWriter:
         self.batch_size = batch_size
         self.batch_interval_s = batch_interval_s
         self.segment_bytes = segment_bytes
+        self.protocol = protocol  # a broken variant only in the crash explorer's lessons
         self._folder = folder_of(wal_path)
         self._appended = next_seq - 1
         self._durable = next_seq - 1
@@ -765,7 +875,8 @@ class WalWriter:
             if self._size:
                 # A previous run's bytes (and name) may sit only in the page cache: make
                 # them durable so durable_seq starts true.
-                disk.fsync(wal_path)
+                if protocol.fsync:
+                    disk.fsync(wal_path)
                 disk.fsync_dir(self._folder)
                 self._name_durable = True
         except OSError as exc:
@@ -851,7 +962,8 @@ class WalWriter:
         if target <= self._durable:
             return target
         try:
-            self.disk.fsync(self.wal_path)
+            if self.protocol.fsync:
+                self.disk.fsync(self.wal_path)
             if not self._name_durable:
                 # The first fsync of a fresh segment: without this a power loss can drop
                 # the whole file, fsynced bytes and all (its directory entry was never made
@@ -891,11 +1003,13 @@ class WalWriter:
             if not self.disk.exists(path) or self.disk.size(path) == 0:
                 return None
             if self._durable < self._appended:
-                self.disk.fsync(path)
+                if self.protocol.fsync:
+                    self.disk.fsync(path)
                 self.mark_durable(self._appended)
             closed = segment_path(path, self._appended)
             self.disk.rename(path, closed)
-            self.disk.fsync_dir(self._folder)
+            if self.protocol.rename_dir_fsync:
+                self.disk.fsync_dir(self._folder)
         except OSError as exc:
             raise self._poisoned_by("rotate", path, exc) from exc
         self._size = 0
