@@ -306,8 +306,9 @@ def test_metrics_see_dispatch_completion_retry_timeout_dead_and_fsync(cfg: Confi
     d = m.as_dict()
     assert d["queue_jobs_completed_total"] == 1.0
     assert d["queue_jobs_dispatched_total"] == 5.0
-    assert d['queue_jobs_retried_total{cause="fail"}'] == 1.0
-    assert d['queue_jobs_retried_total{cause="timeout"}'] == 1.0
+    assert d["queue_jobs_retried_total"] == 2.0
+    assert d['queue_jobs_retried_by_cause_total{cause="fail"}'] == 1.0
+    assert d['queue_jobs_retried_by_cause_total{cause="timeout"}'] == 1.0
     assert any(k.startswith("queue_jobs_dead_total") and v == 2.0 for k, v in d.items()), d
     assert any("fsync" in k and v > 0 for k, v in d.items()), d
 

@@ -17,7 +17,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from phase1.runtime.dashboard import (
     ERROR_PROMQL,
     SEED_PROMQL,
-    SEED_PROMQL_VERBATIM_RETRY_RATIO,
     dashboard_queries,
     load_dashboard,
 )
@@ -92,18 +91,25 @@ HOOKS: list[tuple[str, Callable[[QueueMetrics], Any], str, dict[str, str], float
         {"le": "0.01"},
         0,
     ),
-    ("retry_fail", lambda m: m.on_retry("fail"), "queue_jobs_retried_total", {"cause": "fail"}, 1),
+    ("retry_total", lambda m: m.on_retry("fail"), "queue_jobs_retried_total", {}, 1),
+    (
+        "retry_fail",
+        lambda m: m.on_retry("fail"),
+        "queue_jobs_retried_by_cause_total",
+        {"cause": "fail"},
+        1,
+    ),
     (
         "retry_timeout",
         lambda m: m.on_retry("timeout"),
-        "queue_jobs_retried_total",
+        "queue_jobs_retried_by_cause_total",
         {"cause": "timeout"},
         1,
     ),
     (
         "retry_recovered",
         lambda m: m.on_retry("recovered"),
-        "queue_jobs_retried_total",
+        "queue_jobs_retried_by_cause_total",
         {"cause": "recovered"},
         1,
     ),
@@ -168,7 +174,7 @@ def test_each_hook_moves_its_sample(
 def test_hooks_touch_only_their_own_samples() -> None:
     m = QueueMetrics()
     m.on_retry("timeout")
-    assert m.value("queue_jobs_retried_total", cause="fail") == 0
+    assert m.value("queue_jobs_retried_by_cause_total", cause="fail") == 0
     assert m.value("queue_jobs_timeouts_total") == 0  # on_retry is not on_timeout
     m.on_late_ack()
     assert m.value("queue_jobs_completed_total") == 0
@@ -176,10 +182,27 @@ def test_hooks_touch_only_their_own_samples() -> None:
 
 def test_labelled_series_exist_from_the_start() -> None:
     m = QueueMetrics()
+    assert m.value("queue_jobs_retried_total") == 0
     for cause in RETRY_CAUSES:
-        assert m.value("queue_jobs_retried_total", cause=cause) == 0
+        assert m.value("queue_jobs_retried_by_cause_total", cause=cause) == 0
     for state in DEPTH_STATES:
         assert m.value("queue_depth_gauge", state=state) == 0
+
+
+def test_retried_total_is_unlabelled_and_equals_the_sum_of_its_causes() -> None:
+    m = QueueMetrics()
+    for cause in ("fail", "fail", "timeout", "recovered", "fail"):
+        m.on_retry(cause)
+    retried = [
+        s
+        for fam in text_string_to_metric_families(m.exposition().decode())
+        for s in fam.samples
+        if s.name == "queue_jobs_retried_total"
+    ]
+    assert [(s.labels, s.value) for s in retried] == [({}, 5.0)]  # the seed's metric: no labels
+    by_cause = {c: m.value("queue_jobs_retried_by_cause_total", cause=c) for c in RETRY_CAUSES}
+    assert by_cause == {"fail": 3, "timeout": 1, "recovered": 1}
+    assert sum(v or 0 for v in by_cause.values()) == m.value("queue_jobs_retried_total")
 
 
 def test_set_depth_zeroes_states_that_are_missing() -> None:
@@ -246,7 +269,8 @@ def test_as_dict_matches_the_registry() -> None:
     m.set_depth({"in_flight": 2})
     d = m.as_dict()
     assert d["queue_jobs_dispatched_total"] == 2
-    assert d['queue_jobs_retried_total{cause="fail"}'] == 1
+    assert d["queue_jobs_retried_total"] == 1
+    assert d['queue_jobs_retried_by_cause_total{cause="fail"}'] == 1
     assert d['queue_depth_gauge{state="in_flight"}'] == 2
     assert d['queue_job_duration_seconds_bucket{le="+Inf"}'] == 0
     assert not [k for k in d if "_created" in k]
@@ -427,9 +451,30 @@ def test_every_dashboard_query_names_an_exposed_metric() -> None:
         assert names <= exposed, f"{expr!r} names {sorted(names - exposed)}, not exposed"
 
 
-def test_seed_verbatim_ratio_is_the_only_rewrite() -> None:
-    # The seed's ratio divides a labelled counter by an unlabelled one (see dashboard.py).
-    assert metric_names(SEED_PROMQL_VERBATIM_RETRY_RATIO) == metric_names(
-        SEED_PROMQL["retry_ratio"]
-    )
-    assert "sum without (cause)" in SEED_PROMQL["retry_ratio"]
+SEED_TEXT = {
+    # The seed's four queries as its "Prometheus 查詢範例" block writes them, copied by hand.
+    "throughput": "rate(queue_jobs_completed_total[1m])",
+    "latency_p95": "histogram_quantile(0.95, rate(queue_job_duration_seconds_bucket[5m]))",
+    "queue_depth": "queue_depth_gauge",
+    "retry_ratio": "rate(queue_jobs_retried_total[1m]) / rate(queue_jobs_dispatched_total[1m])",
+}
+
+
+def test_seed_queries_are_verbatim() -> None:
+    for name, text in SEED_TEXT.items():
+        assert SEED_PROMQL[name] == text, name
+
+
+def test_both_sides_of_the_retry_ratio_have_the_same_labels() -> None:
+    # One-to-one matching divides only series with equal label sets: both sides unlabelled.
+    m = QueueMetrics()
+    m.on_dispatch(4)
+    m.on_retry("timeout")
+    for name in metric_names(SEED_PROMQL["retry_ratio"]):
+        samples = [
+            s
+            for fam in text_string_to_metric_families(m.exposition().decode())
+            for s in fam.samples
+            if s.name == name
+        ]
+        assert [s.labels for s in samples] == [{}], (name, samples)

@@ -1,5 +1,8 @@
 """A real Prometheus scrapes a fed QueueMetrics; the seed's PromQL returns data through its API.
 
+The queries are the seed's text, verbatim (``SEED_VERBATIM`` below is copied from the seed by
+hand, not imported), so this also proves the seed's retry ratio divides one series by one.
+
 Needs the Debian package ``prometheus`` (``.ci/run`` installs it).  Everything stays on
 127.0.0.1: one scrape job pointed at our ``MetricsServer``, no alerting, no rule files, no
 remote write, no self-scrape.  Polling Prometheus with a deadline is waiting for an external
@@ -26,11 +29,7 @@ import pytest
 import yaml
 
 from phase1.config import load_config
-from phase1.runtime.dashboard import (
-    ERROR_PROMQL,
-    SEED_PROMQL,
-    SEED_PROMQL_VERBATIM_RETRY_RATIO,
-)
+from phase1.runtime.dashboard import ERROR_PROMQL, SEED_PROMQL
 from phase1.runtime.metrics import MetricsServer, QueueMetrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -231,12 +230,26 @@ def values(result: list[dict[str, Any]]) -> list[float]:
 
 # -- the tests ------------------------------------------------------------------------------
 
+#: The seed's four PromQL queries exactly as the seed writes them ("Prometheus 查詢範例").
+SEED_VERBATIM: dict[str, str] = {
+    "throughput": "rate(queue_jobs_completed_total[1m])",
+    "latency_p95": "histogram_quantile(0.95, rate(queue_job_duration_seconds_bucket[5m]))",
+    "queue_depth": "queue_depth_gauge",
+    "retry_ratio": "rate(queue_jobs_retried_total[1m]) / rate(queue_jobs_dispatched_total[1m])",
+}
+
+
+def test_the_queries_sent_are_the_seed_text() -> None:
+    for name, text in SEED_VERBATIM.items():
+        assert SEED_PROMQL[name] == text, name
+
 
 def test_seed_promql_returns_data_from_a_real_prometheus(
     prometheus: Prometheus, exporter: Exporter
 ) -> None:
     t0 = time.monotonic()
-    results = wait_for_data(prometheus, {**SEED_PROMQL, **ERROR_PROMQL})
+    verbatim = {f"seed_{name}": text for name, text in SEED_VERBATIM.items()}
+    results = wait_for_data(prometheus, {**SEED_PROMQL, **ERROR_PROMQL, **verbatim})
     elapsed = time.monotonic() - t0
 
     up = prometheus.query('up{job="phase1"}')
@@ -249,13 +262,14 @@ def test_seed_promql_returns_data_from_a_real_prometheus(
     assert {"0.001", "30.0", "+Inf"} <= les, les
     states = {r["metric"]["state"] for r in results["queue_depth"]}
     assert {"pending", "in_flight", "completed"} <= states, states
-    ratio = values(results["retry_ratio"])
+    # The seed's retry ratio, verbatim: one unlabelled series on each side, one result.
+    ratio = values(results["seed_retry_ratio"])
     assert len(ratio) == 1 and 0 < ratio[0] < 1, ratio  # 1 retry per 5 dispatches fed
+    instance = f"127.0.0.1:{exporter.server.port}"
+    assert results["seed_retry_ratio"][0]["metric"] == {"instance": instance, "job": "phase1"}
+    # The error panel's breakdown: one series per cause, from the by-cause counter.
     causes = {r["metric"]["cause"] for r in results["retries"]}
     assert causes == {"fail", "timeout", "recovered"}, causes
-
-    # Why SEED_PROMQL's ratio sums the causes first: the seed's text matches nothing.
-    assert prometheus.query(SEED_PROMQL_VERBATIM_RETRY_RATIO) == []
 
     # Only our exporter is scraped: no self-scrape, nothing off the loopback.
     targets = get_json(f"{prometheus.url}/api/v1/targets")["data"]["activeTargets"]

@@ -67,7 +67,8 @@ PROMQL_MEANING: dict[str, str] = {
     "latency_heatmap": "completions per second in each duration bucket (cumulative 'le' "
     "buckets, summed over instances): the heatmap's columns",
     "queue_depth": "jobs in each state right now (a gauge: no rate needed)",
-    "retry_ratio": "retries per dispatch over the last minute (retry causes summed first)",
+    "retry_ratio": "retries per dispatch over the last minute (two unlabelled counters, "
+    "divided one-to-one)",
 }
 
 _LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -103,6 +104,9 @@ def samples_frame(metrics: QueueMetrics, names: Iterable[str] | None = None) -> 
 def exposition_excerpt(metrics: QueueMetrics, family: str) -> str:
     """The ``/metrics`` text of one family (HELP, TYPE, samples), without ``_created`` lines."""
     base = family.removesuffix("_total")
+    # a histogram's samples, but not another family that merely starts with the same name
+    # (queue_jobs_retried_total is not queue_jobs_retried_by_cause_total)
+    names = {family, base} | {base + suffix for suffix in ("_total", "_bucket", "_count", "_sum")}
     out = []
     for line in metrics.exposition().decode().splitlines():
         words = line.split()
@@ -111,7 +115,7 @@ def exposition_excerpt(metrics: QueueMetrics, family: str) -> str:
         )
         if "_created" in name:
             continue
-        if name == family or name == base or name.startswith(base + "_"):
+        if name in names:
             out.append(line)
     return "\n".join(out)
 

@@ -6,11 +6,12 @@ throughput, P95 latency, the latency heatmap, queue depth by state and the retry
 uses every one of them verbatim; ``tests/test_metrics.py`` checks that, and
 ``tests/test_prometheus_server.py`` runs them against a real Prometheus.
 
-One deliberate change from the seed: ``queue_jobs_retried_total`` carries a ``cause`` label
-(fail/timeout/recovered), so the seed's ratio
-``rate(queue_jobs_retried_total[1m]) / rate(queue_jobs_dispatched_total[1m])`` would match
-no series on the right (one-to-one matching needs equal label sets) and return nothing.  The
-ratio here sums the causes away first.
+Every query is the seed's text, unchanged.  The retry ratio
+``rate(queue_jobs_retried_total[1m]) / rate(queue_jobs_dispatched_total[1m])`` works as written
+because both counters are unlabelled: a division matches series one-to-one by their label
+sets, so a ``cause`` label on the left alone would match nothing and return no series.  The
+breakdown by cause lives in ``queue_jobs_retried_by_cause_total{cause}``, which only the
+error panel reads.
 
 >>> sorted(SEED_PROMQL)
 ['latency_heatmap', 'latency_p95', 'queue_depth', 'retry_ratio', 'throughput']
@@ -28,7 +29,6 @@ __all__ = [
     "DASHBOARD_PATH",
     "ERROR_PROMQL",
     "SEED_PROMQL",
-    "SEED_PROMQL_VERBATIM_RETRY_RATIO",
     "dashboard_queries",
     "load_dashboard",
 ]
@@ -38,7 +38,7 @@ DASHBOARD_PATH = (
     Path(__file__).resolve().parents[2] / "configs" / "grafana" / "phase1-dashboard.json"
 )
 
-#: name -> PromQL, the seed's five queries.
+#: name -> PromQL, the seed's five queries, verbatim.
 SEED_PROMQL: dict[str, str] = {
     # 吞吐量（每秒完成任務數）: jobs completed per second.
     "throughput": "rate(queue_jobs_completed_total[1m])",
@@ -48,21 +48,13 @@ SEED_PROMQL: dict[str, str] = {
     "latency_heatmap": "sum by (le) (rate(queue_job_duration_seconds_bucket[5m]))",
     # 佇列積壓: queue depth by state.
     "queue_depth": "queue_depth_gauge",
-    # 重試率: retries per dispatch (causes summed away; see the module docstring).
-    "retry_ratio": (
-        "sum without (cause) (rate(queue_jobs_retried_total[1m]))"
-        " / rate(queue_jobs_dispatched_total[1m])"
-    ),
+    # 重試率: retries per dispatch (both counters unlabelled; see the module docstring).
+    "retry_ratio": "rate(queue_jobs_retried_total[1m]) / rate(queue_jobs_dispatched_total[1m])",
 }
 
-#: The seed's ratio as written; empty against ``QueueMetrics`` (the ``cause`` label).
-SEED_PROMQL_VERBATIM_RETRY_RATIO = (
-    "rate(queue_jobs_retried_total[1m]) / rate(queue_jobs_dispatched_total[1m])"
-)
-
-#: name -> PromQL, the error bars (retry/timeout/dead).
+#: name -> PromQL, the error bars (retry by cause/timeout/dead).
 ERROR_PROMQL: dict[str, str] = {
-    "retries": "rate(queue_jobs_retried_total[1m])",
+    "retries": "rate(queue_jobs_retried_by_cause_total[1m])",
     "timeouts": "rate(queue_jobs_timeouts_total[1m])",
     "dead": "rate(queue_jobs_dead_total[1m])",
 }

@@ -2,9 +2,10 @@
 
 The seed exports ``queue_jobs_completed_total``, ``queue_jobs_dispatched_total``,
 ``queue_jobs_retried_total``, ``queue_job_duration_seconds`` (a histogram, for P95) and
-``queue_depth_gauge``; phase1 adds timeouts, dead letters, late ACKs, WAL fsync latency and
-batch size, and the last recovery's duration and replayed records.  ``MetricsServer`` serves
-them on ``/metrics`` (bound to 127.0.0.1 unless told otherwise; port 0 picks a free port).
+``queue_depth_gauge``; phase1 adds retries by cause, timeouts, dead letters, late ACKs, WAL
+fsync latency and batch size, and the last recovery's duration and replayed records.
+``MetricsServer`` serves them on ``/metrics`` (bound to 127.0.0.1 unless told otherwise; port
+0 picks a free port).
 
 Owns: one ``prometheus_client.CollectorRegistry`` per ``QueueMetrics`` (never the global
 ``REGISTRY``: two controllers in one process, or a notebook cell run twice, must not
@@ -16,6 +17,11 @@ Invariants kept:
 
 * Every series the dashboard queries exists from construction (labelled children are
   created at zero), so ``rate()`` has data after two scrapes even before the first retry.
+* ``queue_jobs_retried_total`` has no labels, exactly like ``queue_jobs_dispatched_total``,
+  so the seed's ``rate(queue_jobs_retried_total[1m]) / rate(queue_jobs_dispatched_total[1m])``
+  matches one series on each side.  The cause (fail/timeout/recovered) is a separate counter,
+  ``queue_jobs_retried_by_cause_total{cause}``; ``on_retry`` increments both, so once it
+  returns the causes sum to the total.
 * ``stop()`` closes the socket and joins the serving thread and every request thread.
 
 >>> m = QueueMetrics()
@@ -24,8 +30,10 @@ Invariants kept:
 >>> d = m.as_dict()
 >>> d["queue_jobs_dispatched_total"], d["queue_jobs_completed_total"]
 (3.0, 1.0)
->>> d['queue_jobs_retried_total{cause="timeout"}'], d['queue_depth_gauge{state="dead"}']
-(1.0, 0.0)
+>>> d["queue_jobs_retried_total"], d['queue_jobs_retried_by_cause_total{cause="timeout"}']
+(1.0, 1.0)
+>>> d['queue_depth_gauge{state="dead"}']
+0.0
 >>> b"# TYPE queue_job_duration_seconds histogram" in m.exposition()
 True
 """
@@ -62,7 +70,7 @@ __all__ = [
 
 #: ``queue_depth_gauge{state=...}`` children, created at zero.
 DEPTH_STATES: tuple[str, ...] = ("pending", "in_flight", "completed", "dead", "delayed", "blocked")
-#: ``queue_jobs_retried_total{cause=...}`` children, created at zero.
+#: ``queue_jobs_retried_by_cause_total{cause=...}`` children, created at zero.
 RETRY_CAUSES: tuple[str, ...] = ("fail", "timeout", "recovered")
 
 #: Job duration: 1 ms .. 30 s (a no-op job up to the seed's slowest handler).
@@ -104,6 +112,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "queue_jobs_completed_total",
     "queue_jobs_dispatched_total",
     "queue_jobs_retried_total",
+    "queue_jobs_retried_by_cause_total",
     "queue_job_duration_seconds",
     "queue_depth_gauge",
     "queue_jobs_timeouts_total",
@@ -143,9 +152,16 @@ class QueueMetrics:
         self.dispatched = Counter(
             "queue_jobs_dispatched", "Jobs handed to a worker (every attempt).", registry=r
         )
+        # Unlabelled, as in the seed, so it divides by queue_jobs_dispatched_total
+        # one-to-one; the breakdown by cause is a counter of its own.
         self.retried = Counter(
             "queue_jobs_retried",
-            "Jobs put back to pending for another attempt, by cause.",
+            "Jobs put back to pending for another attempt (every cause).",
+            registry=r,
+        )
+        self.retried_by_cause = Counter(
+            "queue_jobs_retried_by_cause",
+            "Jobs put back to pending for another attempt, by cause (fail, timeout, recovered).",
             ["cause"],
             registry=r,
         )
@@ -190,7 +206,7 @@ class QueueMetrics:
             registry=r,
         )
         for cause in RETRY_CAUSES:
-            self.retried.labels(cause=cause)
+            self.retried_by_cause.labels(cause=cause)
         for state in DEPTH_STATES:
             self.depth.labels(state=state).set(0)
 
@@ -207,8 +223,12 @@ class QueueMetrics:
         self.duration.observe(max(0.0, duration_s))
 
     def on_retry(self, cause: str) -> None:
-        """A job goes back to pending; ``cause`` is fail, timeout or recovered."""
-        self.retried.labels(cause=cause).inc()
+        """A job goes back to pending; ``cause`` is fail, timeout or recovered.
+
+        Increments ``queue_jobs_retried_total`` and ``queue_jobs_retried_by_cause_total``.
+        """
+        self.retried.inc()
+        self.retried_by_cause.labels(cause=cause).inc()
 
     def on_timeout(self) -> None:
         """An attempt ran past its deadline."""
