@@ -1,0 +1,347 @@
+"""DurableQueue: acknowledged means durable, group commit, fsync failure, snapshots, close."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from phase1.clock import ManualClock
+from phase1.config import Config
+from phase1.core import Completed, QueueCore
+from phase1.disk import OsDisk
+from phase1.errors import DurabilityError
+from phase1.jobs import Job, JobState
+from phase1.recovery import recover
+from phase1.runtime.durable import DurableQueue
+from phase1.sim.disk import SimDisk
+from phase1.wal import read_wal
+
+WAL = "data/wal.log"
+SNAP = "data/snapshot.json"
+T0_S = 1_704_103_200.0
+
+
+def sim_config(policy: str = "batch", **changes: object) -> Config:
+    settings: dict[str, object] = {
+        "wal_path": WAL,
+        "snapshot_path": SNAP,
+        "commit_policy": policy,
+        "max_retry": 3,
+        "task_timeout_s": 5.0,
+    }
+    return Config().replace(**(settings | changes))
+
+
+class ThreadSafeSimDisk(SimDisk):
+    """SimDisk with one mutex around every call.  SimDisk is single-threaded by design;
+    DurableQueue fsyncs outside its lock while other threads append."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.mutex = threading.RLock()
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+
+def _locked(name: str) -> Callable[..., object]:
+    plain = getattr(SimDisk, name)
+
+    def method(self: ThreadSafeSimDisk, *args: object, **kwargs: object) -> object:
+        with self.mutex:
+            return plain(self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+for _name in (
+    "exists size listdir makedirs read write append truncate fsync fsync_dir rename unlink "
+    "close copy crash"
+).split():
+    setattr(ThreadSafeSimDisk, _name, _locked(_name))
+
+
+class CountingDisk(OsDisk):
+    """OsDisk counting file fsyncs; ``fail_after`` makes every later fsync raise EIO."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.fsyncs = 0
+        self.fail_after = fail_after
+        self._count_lock = threading.Lock()
+
+    def fsync(self, path: str) -> None:
+        with self._count_lock:
+            self.fsyncs += 1
+            failing = self.fail_after is not None and self.fsyncs > self.fail_after
+        if failing:
+            raise OSError(5, "Input/output error (injected)", path)
+        super().fsync(path)
+
+
+def recovered(disk: SimDisk, config: Config, kind: str = "power") -> QueueCore:
+    """The core a restart would see after a crash of ``kind`` (on a copy of ``disk``)."""
+    copy = disk.copy()
+    copy.crash(kind)  # type: ignore[arg-type]
+    core, _ = recover(copy, config, now_s=T0_S)
+    return core
+
+
+def hammer(
+    q: DurableQueue, threads: int, per_thread: int, acked: list[str] | None = None
+) -> list[str]:
+    """``threads`` producers each submitting ``per_thread`` single-job batches; appends to
+    ``acked`` the id of every submit that returned (as it returns) and returns the list;
+    re-raises the first error a producer hit."""
+    acked = [] if acked is None else acked
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads)
+
+    def produce(t: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(per_thread):
+                job_id = f"t{t:02d}-{i:03d}"
+                q.submit([Job(job_id, {"t": t, "i": i})])
+                acked.append(job_id)  # list.append is atomic under the GIL
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+    return acked
+
+
+# == acknowledged means durable ==========================================================
+@pytest.mark.parametrize("policy", ["always", "batch"])
+def test_submit_ack_and_fail_return_only_when_durable(policy: str) -> None:
+    cfg = sim_config(policy)
+    disk = SimDisk()
+    q = DurableQueue(cfg, disk=disk, clock=ManualClock(T0_S))
+    for i in range(5):
+        q.submit([Job(f"j{i}", priority=i)])
+        core = recovered(disk, cfg)
+        assert all(core.knows(f"j{n}") for n in range(i + 1)), f"power loss after submit {i}"
+    send = q.dispatch(limit=2).effects  # j4, j3
+    assert isinstance(q.ack("j4", 1).effects[0], Completed)
+    q.fail("j3", 1, "boom")
+    for seed in range(20):  # a power loss keeping a random prefix of what was unsynced
+        copy = disk.copy()
+        copy.crash("power", random.Random(seed))
+        core, _ = recover(copy, cfg, now_s=T0_S)
+        assert core.state_of("j4") is JobState.COMPLETED, f"seed {seed}"
+        assert core.get("j3").attempt == 1  # type: ignore[union-attr]
+        assert all(core.knows(f"j{n}") for n in range(5))
+    assert len(send) == 2
+
+
+@pytest.mark.parametrize("policy", ["always", "batch"])
+def test_concurrent_submits_survive_a_power_loss_after_any_disk_operation(policy: str) -> None:
+    cfg = sim_config(policy)
+    disk = ThreadSafeSimDisk()
+    q = DurableQueue(cfg, disk=disk)
+    acked: list[str] = []
+    moments: list[tuple[set[str], SimDisk]] = []
+    # After every disk operation (inside the disk's mutex): what had been acknowledged,
+    # and the disk as a power loss at that instant would find it.
+    disk.on_op = lambda _op: moments.append((set(acked), disk.copy()))
+    hammer(q, threads=8, per_thread=25, acked=acked)
+    disk.on_op = None
+    moments.append((set(acked), disk.copy()))
+    assert len(acked) == 200 and len(moments) > 200
+    for n, (seen, copy) in enumerate(moments[::3] + moments[-1:]):
+        copy.crash("power")
+        core, _ = recover(copy, cfg, now_s=T0_S)
+        lost = sorted(j for j in seen if not core.knows(j))
+        assert not lost, f"moment {n}: {len(lost)} acknowledged jobs lost, e.g. {lost[:3]}"
+    assert len(seen) == 200 and core.counts()["pending"] == 200
+
+
+def test_policy_never_survives_a_process_crash_not_a_power_loss() -> None:
+    cfg = sim_config("never")
+    disk = SimDisk()
+    q = DurableQueue(cfg, disk=disk, clock=ManualClock(T0_S))
+    q.submit([Job("a"), Job("b")])
+    q.dispatch()
+    q.ack("a", 1)
+    assert disk.fsync_count == 0  # acknowledged without any fsync
+    after_process = recovered(disk, cfg, "process")
+    assert after_process.state_of("a") is JobState.COMPLETED and after_process.knows("b")
+    after_power = recovered(disk, cfg, "power")
+    assert not after_power.knows("a") and not after_power.knows("b")  # the price of never
+
+
+# == group commit =========================================================================
+def test_group_commit_shares_fsyncs_between_16_threads(tmp_config: Config) -> None:
+    cfg = tmp_config.replace(commit_policy="batch", batch_interval_s=0.0)
+    q = DurableQueue(cfg)
+    acked = hammer(q, threads=16, per_thread=50)
+    assert len(acked) == len(set(acked)) == 800
+    assert 0 < q.fsyncs < 800 and q.records_synced == 800
+    q.close()
+    read = read_wal(OsDisk(), cfg.wal_path)
+    assert [r.type for r in read.records] == ["ENQUEUE"] * 800
+    assert sorted(r.job_id for r in read.records) == sorted(acked)
+
+
+def test_policy_always_fsyncs_every_submit(tmp_config: Config) -> None:
+    cfg = tmp_config.replace(commit_policy="always")
+    disk = CountingDisk()
+    q = DurableQueue(cfg, disk=disk)
+    acked = hammer(q, threads=16, per_thread=50)
+    assert len(acked) == 800 and disk.fsyncs >= 800
+    q.close()
+    assert len(read_wal(OsDisk(), cfg.wal_path).records) == 800
+
+
+def test_batch_interval_with_size_cap_grows_records_per_fsync() -> None:
+    """With a disk whose fsync is instant, leader/follower alone gets about one record per
+    fsync; waiting up to batch_interval for batch_size records gets close to batch_size."""
+
+    def per_fsync(interval_s: float) -> tuple[float, list[int]]:
+        sizes: list[int] = []
+        cfg = sim_config("batch", batch_interval_s=interval_s, batch_size=8)
+        q = DurableQueue(cfg, disk=ThreadSafeSimDisk(), on_fsync=lambda _s, n: sizes.append(n))
+        assert len(hammer(q, threads=16, per_thread=20)) == 320
+        assert sum(sizes) == q.records_synced == 320
+        return q.records_synced / q.fsyncs, sizes
+
+    eager, _ = per_fsync(0.0)
+    patient, sizes = per_fsync(0.05)
+    assert patient > eager
+    assert patient >= 4, f"records per fsync {patient:.1f} with interval, sizes {sizes}"
+
+
+# == a failed fsync is fatal ==============================================================
+@pytest.mark.parametrize("policy", ["always", "batch"])
+def test_failed_fsync_raises_to_the_submitter_and_poisons_the_queue(policy: str) -> None:
+    cfg = sim_config(policy)
+    disk = SimDisk(fail_fsync_after=2)
+    clock = ManualClock(T0_S)
+    q = DurableQueue(cfg, disk=disk, clock=clock)
+    q.submit([Job("a")])
+    q.submit([Job("b")])
+    with pytest.raises(DurabilityError, match="fsync failed"):
+        q.submit([Job("c")])
+    calls: dict[str, Callable[[], object]] = {
+        "submit": lambda: q.submit([Job("d")]),
+        "dispatch": lambda: q.dispatch(limit=3),
+        "dispatch nothing": lambda: q.dispatch(limit=0),
+        "ack": lambda: q.ack("a", 1),
+        "stale ack": lambda: q.ack("zzz", 7),
+        "fail": lambda: q.fail("a", 1),
+        "tick": q.tick,
+        "cancel": lambda: q.cancel("b"),
+        "snapshot": q.snapshot,
+    }
+    for name, call in calls.items():
+        with pytest.raises(DurabilityError):
+            call()
+            pytest.fail(f"{name} after a failed fsync did not raise")
+    q.close()
+    q.close()
+
+    # restart on the same files with a healthy disk
+    disk.fail_fsync_after = None
+    disk.crash("power")
+    again = DurableQueue(cfg, disk=disk, clock=clock)
+    assert again.core.knows("a") and again.core.knows("b")
+    assert not again.core.knows("c")  # never acknowledged, never durable
+    assert again.counts()["pending"] == 2
+    again.submit([Job("c")])
+    assert recovered(disk, cfg).knows("c")
+
+
+def test_failed_fsync_raises_to_every_waiting_submitter(tmp_config: Config) -> None:
+    cfg = tmp_config.replace(commit_policy="batch")
+    disk = CountingDisk()
+    q = DurableQueue(cfg, disk=disk)
+    q.submit([Job("before")])
+    disk.fail_after = disk.fsyncs  # from now on every fsync fails
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def produce(t: int) -> None:
+        barrier.wait()
+        try:
+            q.submit([Job(f"t{t}")])
+            outcomes.append("acknowledged")
+        except DurabilityError:
+            outcomes.append("DurabilityError")
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert outcomes == ["DurabilityError"] * 8
+    with pytest.raises(DurabilityError):
+        q.submit([Job("later")])
+    q.close()
+
+    again = DurableQueue(cfg, disk=OsDisk())  # a healthy disk on the same files
+    assert again.core.knows("before")
+    assert again.recovery.torn is None
+    again.submit([Job("after")])
+    again.close()
+    read = read_wal(OsDisk(), cfg.wal_path)
+    assert read.torn is None and read.records[-1].job_id == "after"
+
+
+# == snapshots, rotation, close ===========================================================
+def test_snapshots_rotate_the_wal_and_drop_segments_the_oldest_snapshot_covers(
+    tmp_config: Config,
+) -> None:
+    cfg = tmp_config.replace(snapshots_kept=2, commit_policy="batch")
+    folder = Path(cfg.wal_path).parent
+    q = DurableQueue(cfg)
+    seqs: list[int] = []
+    for round_ in range(4):
+        q.submit([Job(f"r{round_}-{i}", priority=i) for i in range(3)])
+        q.dispatch(limit=2)
+        q.ack(f"r{round_}-2", 1)
+        seqs.append(q.snapshot().last_seq)
+        segments = sorted(p.name for p in folder.glob("wal.log.*"))
+        # the segment ending at the newest snapshot stays while the older snapshot is kept
+        expected = [f"wal.log.{seqs[-1]:012d}"] if round_ else []
+        assert segments == expected, f"after snapshot {round_ + 1}"
+        assert (folder / "snapshot.json.1").exists() == (round_ > 0)
+    q.submit([Job("tail")])
+    before = q.core.export()
+    q.close()
+    q.close()  # idempotent
+    with pytest.raises(DurabilityError, match="closed"):
+        q.submit([Job("x")])
+    with pytest.raises(DurabilityError, match="closed"):
+        q.dispatch()
+    with pytest.raises((DurabilityError, ValueError), match="closed"):
+        q.snapshot()
+
+    again = DurableQueue(cfg)
+    report = again.recovery
+    assert report.snapshot_used == cfg.snapshot_path and report.snapshot_last_seq == seqs[-1]
+    assert report.records_replayed == 1
+    expected_core = QueueCore.restore(before, max_retry=cfg.max_retry)
+    expected_core.settle(0.0)
+    assert again.core.export() == expected_core.export()
+    assert again.core.counts()["completed"] == 4 and again.core.counts()["pending"] == 9
+    again.close()
+
+
+def test_run_makes_a_custom_command_durable_and_read_sees_the_core() -> None:
+    cfg = sim_config("always")
+    disk = SimDisk()
+    with DurableQueue(cfg, disk=disk, clock=ManualClock(T0_S)) as q:
+        step = q.run(lambda core, now: core.enqueue([Job("x", scheduled_at=now + 10)], now))
+        assert [r.type for r in step.records] == ["ENQUEUE"]
+        assert q.read(lambda core: core.counts()["delayed"]) == 1
+        assert recovered(disk, cfg).knows("x")
+    with pytest.raises(DurabilityError):
+        q.tick()
