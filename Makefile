@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 # Only the folders that exist yet (ruff fails on a missing path).
-LINT_PATHS := $(wildcard phase1 tests benchmarks)
+LINT_PATHS := $(wildcard phase1 tests benchmarks docs)
 CASES ?=
 
 .PHONY: install test demo lab notebooks bench fuzz clean

@@ -79,6 +79,12 @@ TRANSITIONS: dict[str, tuple[frozenset[JobState | None], JobState]] = {
 }
 RECORD_TYPES = tuple(TRANSITIONS)
 
+# Hot paths build NamedTuples with ``tuple.__new__`` (no Python-level ``__new__`` frame,
+# about 2.5x cheaper than ``Record(...)``, 7x cheaper than ``job._replace(...)``) and use
+# the states' values as plain strings (``JobState.X.value`` is a property call).
+_new = tuple.__new__
+_PENDING, _IN_FLIGHT, _FAILED = P.value, R.value, F.value
+
 
 class Record(NamedTuple):
     """One WAL record.  Field names are the seed's (``wal.py`` frames them as JSON).
@@ -340,18 +346,19 @@ class QueueCore:
         records: list[Record] = []
         effects: list[Effect] = []
         apply_enqueue = self._apply_enqueue
+        append = records.append
+        max_retry = self.max_retry
         for job in jobs:
-            if job.status != P.value:
-                job = job._replace(status=P.value)
+            if job.status != _PENDING:
+                job = job._replace(status=_PENDING)
             # The batch was checked above (unknown ids, no repeats), so this is the one legal
             # move: call ENQUEUE's half of apply() directly, skipping the generic checks.
-            rec = Record(
-                self.last_seq + 1, "ENQUEUE", job.id, ts, job.attempt, None, None, None, job
-            )
+            seq = self.last_seq + 1
+            rec = _new(Record, (seq, "ENQUEUE", job.id, ts, job.attempt, None, None, None, job))
             apply_enqueue(rec)
-            self.last_seq = rec.seq
-            records.append(rec)
-            if not job.depends_on and job.attempt < self.max_retry:
+            self.last_seq = seq
+            append(rec)
+            if not job.depends_on and job.attempt < max_retry:
                 continue
             dead_dep = next((d for d in job.depends_on if d in self._dead), None)
             if dead_dep is not None:
@@ -369,30 +376,25 @@ class QueueCore:
         records: list[Record] = []
         effects: list[Effect] = []
         self._promote(now_s)
+        deadline_s = deadline_ms / 1000.0
+        apply_dispatch = self._apply_dispatch
         while len(effects) < limit:
             entry = self._next_ready()
             if entry is None:
                 break
-            job_id = entry.job.id
+            job = entry.job
             attempt = entry.attempt + 1
-            records.append(
-                self._emit(
-                    "DISPATCH",
-                    job_id,
-                    ts,
-                    attempt=attempt,
-                    worker_id=worker_id,
-                    deadline_ms=deadline_ms,
-                )
+            # A ready entry is pending and known: DISPATCH is the one legal move, so call
+            # its half of apply() directly (as enqueue does), skipping the generic checks.
+            seq = self.last_seq + 1
+            rec = _new(
+                Record, (seq, "DISPATCH", job[0], ts, attempt, worker_id, deadline_ms, None, None)
             )
-            effects.append(
-                SendToWorker(
-                    entry.job._replace(attempt=attempt, status=R.value),
-                    worker_id,
-                    attempt,
-                    deadline_ms / 1000.0,
-                )
-            )
+            apply_dispatch(rec)
+            self.last_seq = seq
+            records.append(rec)
+            sent = _new(Job, (job[0], job[1], attempt, _IN_FLIGHT, job[4], job[5], job[6]))
+            effects.append(_new(SendToWorker, (sent, worker_id, attempt, deadline_s)))
         return Step(tuple(records), tuple(effects))
 
     def ack(self, job_id: str, attempt: int, now_s: float) -> Step:
@@ -400,8 +402,12 @@ class QueueCore:
         late = self._fence(job_id, attempt, "ack")
         if late is not None:
             return Step((), (late,))
-        rec = self._emit("ACK", job_id, _ms(now_s), attempt=attempt)
-        return Step((rec,), (Completed(job_id, attempt),))
+        # _fence found attempt ``attempt`` in flight: ACK is legal, apply its half directly.
+        seq = self.last_seq + 1
+        rec = _new(Record, (seq, "ACK", job_id, _ms(now_s), attempt, None, None, None, None))
+        self._apply_ack(rec)
+        self.last_seq = seq
+        return Step((rec,), (_new(Completed, (job_id, attempt)),))
 
     def fail(self, job_id: str, attempt: int, now_s: float, reason: str = "failed") -> Step:
         """Attempt ``attempt`` failed: FAIL, then RETRY or (at ``max_retry``) DEAD."""
@@ -468,9 +474,11 @@ class QueueCore:
         Raises ``IllegalTransition`` for a gap in ``seq`` or a move the table forbids; the
         core is unchanged after the exception.
         """
-        if record.seq <= self.last_seq:
-            return False
-        if record.seq != self.last_seq + 1:
+        seq = record.seq
+        last = self.last_seq
+        if seq != last + 1:
+            if seq <= last:
+                return False
             raise IllegalTransition(
                 f"record seq {record.seq} follows seq {self.last_seq}: "
                 f"records {self.last_seq + 1}..{record.seq - 1} are missing",
@@ -486,7 +494,8 @@ class QueueCore:
                 record_type=record.type,
                 state=None,
             )
-        state = self.state_of(record.job_id)
+        entry = self._jobs.get(record.job_id)  # live jobs are never completed or dead
+        state = entry.state if entry is not None else self.state_of(record.job_id)
         if state not in rule[0]:
             raise IllegalTransition(
                 f"seq {record.seq}: {record.type} of job {record.job_id!r} "
@@ -496,7 +505,7 @@ class QueueCore:
                 state=state.value if state else None,
             )
         self._apply[record.type](record)
-        self.last_seq = record.seq
+        self.last_seq = seq
         return True
 
     def _apply_enqueue(self, r: Record) -> None:
@@ -508,13 +517,21 @@ class QueueCore:
                 record_type=r.type,
                 state=None,
             )
-        entry = _Entry(r.job)
+        job = r.job
+        entry = _Entry(job)
         self._jobs[r.job_id] = entry
         self._counts[P] += 1
-        for dep in r.job.depends_on:
-            if dep not in self._completed:
-                entry.unmet += 1
-                self._waiters.setdefault(dep, []).append(r.job_id)
+        if job.depends_on:
+            for dep in job.depends_on:
+                if dep not in self._completed:
+                    entry.unmet += 1
+                    self._waiters.setdefault(dep, []).append(r.job_id)
+        elif job.scheduled_at is None:  # _place's common case, inlined
+            entry.order = self._next_order
+            self._next_order += 1
+            self._ready[job.priority].append(entry)
+            entry.copies = 1
+            return
         self._place(entry)
 
     def _apply_dispatch(self, r: Record) -> None:
@@ -527,14 +544,21 @@ class QueueCore:
                 record_type=r.type,
                 state=entry.state.value,
             )
-        self._unplace(entry)
-        self._move(entry, R)
-        entry.attempt = r.attempt
-        entry.flight = InFlight(
-            r.worker_id if r.worker_id is not None else 0, r.attempt, r.deadline_ms
+        if self._blocked:
+            self._blocked.pop(r.job_id, None)
+        entry.order = -1  # _unplace: heap entries go stale lazily
+        counts = self._counts
+        counts[entry.state] -= 1
+        counts[R] += 1
+        entry.state = R
+        attempt = r.attempt
+        entry.attempt = attempt
+        worker_id = r.worker_id
+        entry.flight = _new(
+            InFlight, (worker_id if worker_id is not None else 0, attempt, r.deadline_ms)
         )
         self._in_flight[r.job_id] = entry
-        heapq.heappush(self._deadlines, (r.deadline_ms, r.job_id, r.attempt))
+        heapq.heappush(self._deadlines, (r.deadline_ms, r.job_id, attempt))
 
     def _check_attempt(self, r: Record) -> None:
         # Fencing holds in replay too: an attempt end names the attempt in flight.
@@ -549,12 +573,16 @@ class QueueCore:
             )
 
     def _apply_ack(self, r: Record) -> None:
-        self._check_attempt(r)
-        entry = self._jobs.pop(r.job_id)
-        self._leave_flight(entry)
+        job_id = r.job_id
+        if r.attempt != self._jobs[job_id].attempt:
+            self._check_attempt(r)  # raises, with the message
+        self._jobs.pop(job_id).flight = None
+        self._in_flight.pop(job_id, None)
         self._counts[R] -= 1
-        self._completed[r.job_id] = None
-        for waiter_id in self._waiters.pop(r.job_id, ()):
+        self._completed[job_id] = None
+        if not self._waiters:
+            return
+        for waiter_id in self._waiters.pop(job_id, ()):
             waiter = self._jobs.get(waiter_id)
             if waiter is not None and waiter.unmet > 0:
                 waiter.unmet -= 1
@@ -775,8 +803,11 @@ class QueueCore:
         self._cascade(job_id, ts, records, effects)
 
     def _cascade(self, dead_id: str, ts: int, records: list[Record], effects: list[Effect]) -> None:
-        """Jobs waiting on a dead job can never run: dead-letter them, with the reason."""
-        for waiter_id in list(self._waiters.get(dead_id, ())):
+        """Jobs waiting on a dead job can never run: dead-letter them, with the reason.
+
+        In id order: the waiter lists of a core restored from a snapshot are built in
+        dispatch order, not enqueue order, and the records must not depend on which."""
+        for waiter_id in sorted(self._waiters.get(dead_id, ())):
             waiter = self._jobs.get(waiter_id)
             if waiter is not None and waiter.state is P:
                 self._kill(waiter_id, ts, f"dependency {dead_id!r} is dead", records, effects)

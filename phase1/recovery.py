@@ -86,10 +86,15 @@ def recover(
     now_s: float = 0.0,
     timer: Callable[[], float] | None = None,
     truncate: bool = True,
+    check: bool = False,
 ) -> tuple[QueueCore, RecoveryReport]:
     """Rebuild the queue from ``config.snapshot_path`` and ``config.wal_path``.
 
     ``truncate=False`` reads without changing any file (``phase1 status`` uses it).
+    ``check=True`` also runs ``core.check(settled=False)`` after replay and ``core.check()``
+    after ``settle`` (O(jobs) with large constants: the crash explorer, the fuzzer and
+    debug runs ask for it; a start-up does not, since replay already enforces the
+    transition table record by record).
     Raises ``WalCorruptionError`` or ``SnapshotError`` (with file and offset) when the
     files cannot be trusted; nothing is modified in that case.
     """
@@ -139,7 +144,8 @@ def recover(
                 record_type=exc.record_type,
                 state=exc.state,
             ) from exc
-    core.check(settled=False)
+    if check:
+        core.check(settled=False)
     wal_last_seq = core.last_seq
 
     truncated = 0
@@ -148,7 +154,8 @@ def recover(
         truncated = read.torn.length_bytes
 
     settle = core.settle(now_s)
-    core.check()
+    if check:
+        core.check()
     requeued = sum(1 for r in settle.records if r.type == "RETRY")
     dead = sum(1 for r in settle.records if r.type == "DEAD")
     report = RecoveryReport(

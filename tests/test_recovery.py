@@ -449,11 +449,6 @@ def test_in_flight_at_max_retry_is_dead_at_settle_and_stays_dead() -> None:
     assert report2.settle_records == () and again.export() == got.export()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QueueCore.restore rebuilds dependency waiters in dispatch order, not enqueue "
-    "order, so a cascade after a snapshot names another dead dependency than replay does",
-)
 def test_restore_cascades_like_replay() -> None:
     """Recovering from a snapshot must decide what recovering from the WAL decides: the
     same DEAD records, in the same order, with the same reasons."""

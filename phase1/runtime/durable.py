@@ -135,8 +135,21 @@ class DurableQueue:
 
     # -- group commit -------------------------------------------------------------------------
     def _locked_append(self, step: Step) -> int:
-        seq = self.writer.append(step.records, now_s=self.clock.now_s())
-        if self._leader_waiting and self.writer.unsynced >= self.config.batch_size:
+        writer = self.writer
+        if writer.policy == "always":
+            # The writer fsyncs inside append: count it here so metrics see it too.
+            before = writer.durable_seq
+            started = time.perf_counter()
+            seq = writer.append(step.records, now_s=self.clock.now_s())
+            synced = writer.durable_seq - before
+            if synced > 0:
+                self.fsyncs += 1
+                self.records_synced += synced
+                if self._on_fsync is not None:
+                    self._on_fsync(time.perf_counter() - started, synced)
+            return seq
+        seq = writer.append(step.records, now_s=self.clock.now_s())
+        if self._leader_waiting and writer.unsynced >= self.config.batch_size:
             self._cond.notify_all()
         return seq
 

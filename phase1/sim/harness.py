@@ -403,7 +403,7 @@ class Simulation:
 
     # -- start-up ---------------------------------------------------------------------------------
     def _start(self) -> None:
-        self.core, report = recover(self.disk, self.config, now_s=0.0)
+        self.core, report = recover(self.disk, self.config, now_s=0.0, check=self.debug_check)
         self.writer = open_writer(self.disk, self.config, report, segment_bytes=_NO_AUTO_ROTATION)
         self._up = True
         self._idle.extend(self.workers)
@@ -982,7 +982,7 @@ class Simulation:
             self.disk.crash("process")
         # -- the real recovery, on what the disk kept ------------------------------------------
         w0 = time.perf_counter()
-        core, report = recover(self.disk, self.config, now_s=now)
+        core, report = recover(self.disk, self.config, now_s=now, check=self.debug_check)
         writer = open_writer(self.disk, self.config, report, segment_bytes=_NO_AUTO_ROTATION)
         wall = time.perf_counter() - w0
         self.core, self.writer = core, writer
