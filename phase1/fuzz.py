@@ -46,7 +46,7 @@ import orjson
 
 from phase1.config import Config
 from phase1.core import QueueCore, Record
-from phase1.errors import IllegalTransition, SnapshotError, WalCorruptionError
+from phase1.errors import SnapshotError, WalCorruptionError
 from phase1.jobs import Job
 from phase1.recovery import recover
 from phase1.sim.disk import SimDisk
@@ -471,17 +471,13 @@ def _check_recover(
 
     ``forged``: the records read are not the ones written, yet every checksum is right
     (mutations that re-checksum, composed: swap two lines, renumber them).  No per-record
-    checksum can see that; replay refusing with ``IllegalTransition`` is then correct.
+    checksum can see that; replay refusing with ``WalCorruptionError`` is then correct.
     """
     disk = _disk(files)
     try:
         core, report = recover(disk, _CONFIG, check=True)
-    except IllegalTransition:
-        if forged:
-            return
-        raise
     except WalCorruptionError:
-        if records is None or (records and records[0].seq != 1):
+        if forged or records is None or (records and records[0].seq != 1):
             return
         raise Finding("recover refused a WAL that read_wal accepted from seq 1") from None
     if records is None:

@@ -24,7 +24,7 @@ another crash):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from phase1.config import Config
@@ -137,12 +137,18 @@ def recover(
             if core.apply(rec):
                 replayed += 1
         except IllegalTransition as exc:
-            raise IllegalTransition(
-                f"{config.wal_path}: replay stopped: {exc} (the WAL does not belong to this "
-                f"snapshot, or phase1 has a bug; `phase1 wal verify` shows the records)",
-                job_id=exc.job_id,
-                record_type=exc.record_type,
-                state=exc.state,
+            # Every record passed its checksum, yet the story is impossible (records edited
+            # or swapped with checksums recomputed, or a WAL from another queue): corruption.
+            path, line, offset = _locate(disk, read.segments, rec.seq, config.wal_path)
+            raise WalCorruptionError(
+                f"{path}: line {line}, byte offset {offset}: replay stopped at seq {rec.seq}: "
+                f"{exc}; the records are well-formed but impossible in this order (edited, or "
+                f"not this queue's WAL). Inspect with `phase1 wal dump`; `phase1 wal repair` "
+                f"does not fix this",
+                path=path,
+                line=line,
+                offset=offset,
+                seq=rec.seq,
             ) from exc
     if check:
         core.check(settled=False)
@@ -177,6 +183,18 @@ def recover(
         duration_s=(timer() - started) if timer is not None else 0.0,
     )
     return core, report
+
+
+def _locate(disk: Disk, segments: Sequence[str], seq: int, fallback: str) -> tuple[str, int, int]:
+    """(file, 1-based line, byte offset) of the record ``seq`` (an error path: re-reads)."""
+    prefix = b'{"seq":%d,' % seq
+    for path in segments:
+        offset = 0
+        for number, raw in enumerate(disk.read(path).split(b"\n"), start=1):
+            if raw.startswith(prefix):
+                return path, number, offset
+            offset += len(raw) + 1
+    return fallback, 0, 0
 
 
 def open_writer(

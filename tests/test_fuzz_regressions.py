@@ -86,11 +86,10 @@ def test_hypothesis_found_forged_but_checksummed_log_is_refused_by_replay() -> N
     """3. hypothesis (``test_hypothesis_wal_corruption_sequences``): swap two lines, give one
     a lower seq with a correct checksum, cut at a line: every record is valid and the seqs
     run on, but the story is impossible.  No per-record checksum can see that; replay
-    refuses it with ``IllegalTransition`` naming the WAL (not a ``TypeError`` or a silent
-    wrong state).  The fuzz oracle accepts that refusal only for such forged logs."""
+    refuses it with ``WalCorruptionError`` naming the WAL, line and offset (not a
+    ``TypeError`` or a silent wrong state)."""
     import random
 
-    from phase1.errors import IllegalTransition
     from phase1.fuzz import MUTATIONS, check_wal_files
 
     original = dict(base_corpus().split)
@@ -104,6 +103,9 @@ def test_hypothesis_found_forged_but_checksummed_log_is_refused_by_replay() -> N
     files = {**original, WAL: data}
     read = read_wal(disk_with(files), WAL)
     assert read.torn is None
-    with pytest.raises(IllegalTransition, match="data/wal.log: replay stopped"):
+    with pytest.raises(
+        WalCorruptionError, match=r"data/wal.log: line \d+, byte offset \d+: replay stopped"
+    ) as info:
         recover(disk_with(files), _CONFIG)
+    assert info.value.path == WAL and info.value.line >= 1 and info.value.seq is not None
     assert check_wal_files(original, files, WAL) == "cut-at-line"
