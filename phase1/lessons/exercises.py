@@ -72,7 +72,7 @@ def _check(answer: Any, expected: Any, hint: str, *, same: Callable[[Any, Any], 
         return _say(f"not answered yet: replace ... with your answer. Hint: {hint}")
     try:
         ok = same(answer, expected)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if ok:
         return _say(f"correct: {_show(expected)}")

@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from phase1.core import Record
-from phase1.lessons.exercises import Feedback
+from phase1.lessons.exercises import Feedback, _check
 from phase1.lessons.framing import encode_frame, encode_frames, read_frames, sample_records
 from phase1.lessons.metrics_view import histogram_quantile, run_virtual
 from phase1.wal import encode_record
@@ -39,27 +39,6 @@ EXERCISE_10_BUCKETS: list[tuple[float, float]] = [
     (1.0, 98.0),
     (math.inf, 100.0),
 ]
-
-
-def _empty(answer: Any) -> bool:
-    return answer is None or answer is Ellipsis or (isinstance(answer, str) and not answer.strip())
-
-
-def _say(text: str) -> Feedback:
-    print(text)
-    return Feedback(text)
-
-
-def _check(answer: Any, expected: Any, hint: str, *, same: Callable[[Any, Any], bool]) -> Feedback:
-    if _empty(answer):
-        return _say(f"not answered yet: replace ... with your answer. Hint: {hint}")
-    try:
-        ok = same(answer, expected)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if ok:
-        return _say(f"correct: {expected!r}")
-    return _say(f"not quite ({answer!r}). Hint: {hint}")
 
 
 def _int_eq(answer: Any, expected: Any) -> bool:
