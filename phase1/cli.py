@@ -812,31 +812,6 @@ def register_run(sub: Subparsers) -> None:
 
 
 # == placeholders (other engineers replace these) =======================================
-def _placeholder(name: str, summary: str) -> Callable[[Subparsers], None]:
-    def handler(args: argparse.Namespace) -> int:
-        sys.stderr.write(
-            f"phase1 {name}: not implemented yet (see README 'What is not done yet')\n"
-        )
-        return EXIT_ERROR
-
-    def register(sub: Subparsers) -> None:
-        p = _command(
-            sub,
-            name,
-            summary=f"{summary} (not implemented yet)",
-            description=(
-                f"{summary[0].upper()}{summary[1:]}. Not implemented yet: this placeholder "
-                "exits 2 (see README 'What is not done yet')."
-            ),
-            examples=[f"python -m phase1 {name} --config configs/default.yaml"],
-            handler=handler,
-        )
-        _add_config(p)
-
-    register.__name__ = f"register_{name}"
-    return register
-
-
 def cmd_sim(args: argparse.Namespace) -> int:
     from phase1.sim import scenarios
 
@@ -1000,7 +975,68 @@ def register_explore(sub: Subparsers) -> None:
     _add_format(p)
 
 
-register_bench = _placeholder("bench", "measure throughput and recovery, calibrate the cost model")
+def cmd_bench_calibrate(args: argparse.Namespace) -> int:
+    from phase1.calibrate import calibrate, write_calibration
+
+    config = _config(args)
+    quick = bool(args.quick)
+    result = calibrate(
+        config,
+        jobs=2_000 if quick else 20_000,
+        wal_jobs=1_000 if quick else 10_000,
+        fsyncs=50 if quick else 500,
+        repeats=1 if quick else 3,
+        folder=args.dir,
+    )
+    values = result.as_dict()
+    if args.format == "json":
+        _json_doc(values)
+    else:
+        _out(_pairs([(k, f"{v:.3e} s") for k, v in values.items()]))
+    if args.write:
+        write_calibration(args.config, result)
+        _out(f"wrote the {len(values)} values to {args.config}")
+    return EXIT_OK
+
+
+def register_bench(sub: Subparsers) -> None:
+    bench = _command(
+        sub,
+        "bench",
+        summary="measure the simulator's cost model on this machine (calibrate)",
+        description=(
+            "Benchmarks against peers live in benchmarks/ (make bench). This command measures "
+            "what the SimPy harness needs from the real code: recovery's fixed cost, its "
+            "cost per snapshot job and per WAL record, and the mean fsync latency here."
+        ),
+        examples=[
+            "python -m phase1 bench calibrate --config configs/default.yaml",
+            "python -m phase1 bench calibrate --config configs/default.yaml --write",
+        ],
+    )
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="<bench command>")
+    bench_sub.required = True
+    p = _command(
+        bench_sub,
+        "calibrate",
+        summary="measure recovery cost constants and fsync latency; --write stores them",
+        description=(
+            "Builds a snapshot and a WAL in a temporary folder, times the real recover() on "
+            "each (median of 3), measures 500 fsyncs, and prints recovery_cost_fixed_s, "
+            "recovery_cost_per_snapshot_job_s, recovery_cost_per_wal_record_s and "
+            "fsync_latency_s_mean. With --write they replace those keys in the --config "
+            "file (other lines and comments kept)."
+        ),
+        examples=["python -m phase1 bench calibrate --config configs/default.yaml --write"],
+        handler=cmd_bench_calibrate,
+    )
+    _add_config(p)
+    p.add_argument("--write", action="store_true", help="store the values in the --config file")
+    p.add_argument("--quick", action="store_true", help="small workloads (a rough figure)")
+    p.add_argument(
+        "--dir", default=None, help="folder for the temporary files (default: the system's)"
+    )
+    _add_format(p)
 
 
 # == main ==============================================================================

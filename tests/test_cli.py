@@ -423,15 +423,6 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage:" in err
 
 
-@pytest.mark.parametrize("name", ["bench"])  # `run`, `explore`, `sim` are real
-def test_placeholder_commands_say_not_implemented(
-    name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = run(capsys, name)
-    assert code == 2
-    assert f"phase1 {name}: not implemented yet" in err
-
-
 @pytest.mark.parametrize(
     "argv",
     [
