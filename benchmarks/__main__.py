@@ -18,10 +18,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import disk, durable
+from benchmarks import disk, durable, e2e, sim
 from benchmarks._harness import REPO, Context, Result, machine_notes
 
-GROUPS = (disk, durable)
+GROUPS = (disk, durable, sim, e2e)
 Bench = tuple[str, Callable[[Context], list[Result]]]
 
 
@@ -37,6 +37,8 @@ def row_names() -> list[str]:
         "disk.fsync_p99",
         "disk.grouped_fsync",
         *durable.ROW_NAMES,
+        *sim.ROW_NAMES,
+        *e2e.ROW_NAMES,
     ]
 
 
@@ -52,7 +54,7 @@ def select(name: str | None) -> list[Bench]:
         if b[0] == name or b[0].split(".")[0] == name or b[0].endswith("." + name)
     ]
     if not chosen:
-        known = ", ".join(["disk", "durable", "peers"] + [b[0] for b in benches])
+        known = ", ".join(["disk", "durable", "sim", "e2e", "peers"] + [b[0] for b in benches])
         raise SystemExit(f"--only {name!r}: no such benchmark (known: {known})")
     return chosen
 
@@ -133,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="tiny sizes: checks every benchmark runs (< 20 s)"
     )
     parser.add_argument(
-        "--only", metavar="NAME", help="a group (disk, durable, peers) or a benchmark name"
+        "--only",
+        metavar="NAME",
+        help="a group (disk, durable, sim, e2e, peers) or a benchmark name",
     )
     parser.add_argument(
         "--out",

@@ -34,7 +34,7 @@ def test_smoke_run_prints_every_benchmark(tmp_path: Path) -> None:
     rows = {
         line.split()[0]
         for line in table.splitlines()
-        if line.startswith(("disk.", "durable.", "peer."))
+        if line.startswith(("disk.", "durable.", "peer.", "sim.", "e2e."))
     }
     for name in row_names():
         assert name in rows, f"{name} missing from the table:\n{table}"

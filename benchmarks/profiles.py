@@ -1,0 +1,124 @@
+"""Hot spots behind the missed ``sim`` and ``e2e`` targets (not part of ``python -m benchmarks``).
+
+``python -m benchmarks.profiles sim``: cProfile of one 20,000-job crash-storm run (after a
+warm-up run), top 25 by tottime and by cumulative time.
+
+``python -m benchmarks.profiles e2e [--prefetch P] [--jobs N]``: a ``Controller`` run as in
+``e2e.controller_prefetch*``: CPU seconds per thread role (``time.thread_time``; the process
+is GIL-bound, so CPU per job is the budget), then cProfile of the dispatcher and results
+threads.  ``threading.Thread.run`` is wrapped here, in this process only; ``phase1`` is not
+touched.  Figures under cProfile are slower than the benchmark's; read the shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import io
+import pstats
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+from benchmarks._harness import TMP_ROOT
+
+
+def _stats(profs: list[cProfile.Profile], sort: str, n: int) -> str:
+    buf = io.StringIO()
+    st = pstats.Stats(profs[0], stream=buf)
+    for p in profs[1:]:
+        st.add(p)
+    st.strip_dirs().sort_stats(sort).print_stats(n)
+    return "\n".join(line for line in buf.getvalue().splitlines() if line.strip())
+
+
+def profile_sim(jobs: int) -> str:
+    from benchmarks.sim import _crash_storm
+    from phase1.sim.harness import Simulation
+
+    config, plan, workload = _crash_storm(1, jobs)
+    t = time.perf_counter()
+    res = Simulation(config, plan, workload, 1).run()
+    plain = res.ledger["completed"] / (time.perf_counter() - t)
+    prof = cProfile.Profile()
+    prof.enable()
+    Simulation(config, plan, workload, 1).run()
+    prof.disable()
+    return (
+        f"# crash-storm seed 1, {jobs} jobs: {plain:,.0f} jobs/s without the profiler\n"
+        f"## top 25 by tottime\n{_stats([prof], 'tottime', 25)}\n"
+        f"## top 30 by cumulative\n{_stats([prof], 'cumulative', 30)}\n"
+    )
+
+
+def profile_e2e(prefetch: int, jobs: int) -> str:
+    from benchmarks.e2e import controller_run
+
+    cpu: collections.Counter[str] = collections.Counter()
+    profs: dict[str, list[cProfile.Profile]] = collections.defaultdict(list)
+    want: set[str] = set()
+    original = threading.Thread.run
+
+    def run(self: threading.Thread) -> None:
+        role = self.name.rsplit("-", 1)[-1]
+        role = "worker" if role.startswith("worker") else role
+        prof = None
+        if role in want:
+            prof = cProfile.Profile()
+            profs[role].append(prof)
+            prof.enable()
+        try:
+            original(self)
+        finally:
+            if prof is not None:
+                prof.disable()
+            cpu[role] += time.thread_time()
+
+    threading.Thread.run = run  # type: ignore[method-assign]
+    out = []
+    try:
+        with tempfile.TemporaryDirectory(dir=TMP_ROOT) as d:
+            t0, p0 = time.thread_time(), time.process_time()
+            r: dict[str, Any] = controller_run(d, jobs, prefetch)
+            cpu["main (submit + wait)"] += time.thread_time() - t0
+            total = time.process_time() - p0
+        out.append(
+            f"# Controller, 8 workers, prefetch {prefetch}, {jobs} noop jobs: "
+            f"{jobs / r['elapsed_s']:,.0f} jobs/s, {r['elapsed_s']:.2f} s wall, process CPU "
+            f"{total:.2f} s ({total / r['elapsed_s']:.2f} cores), {1e6 * total / jobs:.0f} us "
+            f"CPU/job, {r['fsyncs']} fsyncs\n## CPU per thread role"
+        )
+        for k, v in cpu.most_common():
+            out.append(f"  {k:22s} {v:6.2f} s ({1e6 * v / jobs:.0f} us/job)")
+        want.update({"dispatcher", "results"})
+        with tempfile.TemporaryDirectory(dir=TMP_ROOT) as d:
+            r = controller_run(d, jobs, prefetch)
+        out.append(f"\n# profiled run: {jobs / r['elapsed_s']:,.0f} jobs/s under cProfile")
+        for role in ("dispatcher", "results"):
+            out.append(f"## {role} thread, top 18 by tottime\n{_stats(profs[role], 'tottime', 18)}")
+    finally:
+        threading.Thread.run = original  # type: ignore[method-assign]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profiles")
+    parser.add_argument("what", choices=["sim", "e2e"])
+    parser.add_argument("--prefetch", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=None)
+    args = parser.parse_args(argv)
+    TMP_ROOT.mkdir(parents=True, exist_ok=True)
+    cmd = " ".join([".venv/bin/python -m benchmarks.profiles", *(argv or sys.argv[1:])])
+    if args.what == "sim":
+        text = profile_sim(args.jobs or 20_000)
+    else:
+        text = profile_e2e(args.prefetch, args.jobs or 30_000)
+    print(f"# command: {cmd}\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
