@@ -39,6 +39,7 @@ __all__ = ["Cancelled", "TaskContext", "DEADLINE_EXCEEDED", "PARENT_POLL_S"]
 
 DEADLINE_EXCEEDED = "deadline exceeded"
 PARENT_POLL_S = 0.05  # how often a child's wait() looks at a parent whose event was set by hand
+_MAKE_LOCK = threading.Lock()  # makes a context's lazy event / lock exactly once
 
 
 class Cancelled(Exception):
@@ -65,7 +66,7 @@ class TaskContext:
         "job_id",
         "attempt",
         "deadline_s",
-        "cancel_event",
+        "_event",
         "_parent",
         "_children",
         "_lock",
@@ -91,11 +92,34 @@ class TaskContext:
         self.job_id = job_id
         self.attempt = attempt
         self.deadline_s: float = math.inf if deadline_s is None else float(deadline_s)
-        self.cancel_event = cancel_event if cancel_event is not None else threading.Event()
+        # The event, the lock and the child set are made on first use (see ``_make``): most
+        # contexts are never cancelled, waited on or derived from, and building the three
+        # for every task was a third of the dispatcher's cost.
+        self._event: threading.Event | None = cancel_event
         self._parent: TaskContext | None = None
-        self._children: weakref.WeakSet[TaskContext] = weakref.WeakSet()
-        self._lock = threading.Lock()
-        self._reason: str | None = None
+        self._children: weakref.WeakSet[TaskContext] | None = None
+        self._lock: threading.Lock | None = None
+        self._reason: str | None = None  # written only under ``_lock`` (so None until it exists)
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """The event that cancels this context when set (made on first use)."""
+        event = self._event
+        if event is None:
+            with _MAKE_LOCK:
+                if self._event is None:
+                    self._event = threading.Event()
+                event = self._event
+        return event
+
+    def _get_lock(self) -> threading.Lock:
+        lock = self._lock
+        if lock is None:
+            with _MAKE_LOCK:
+                if self._lock is None:
+                    self._lock = threading.Lock()
+                lock = self._lock
+        return lock
 
     # -- deriving ------------------------------------------------------------------------
     def with_timeout(self, seconds: float) -> TaskContext:
@@ -104,10 +128,12 @@ class TaskContext:
         deadline = min(time.monotonic() + max(seconds, 0.0), self.deadline_s)
         child = TaskContext(self.job_id, self.attempt, deadline_s=deadline)
         child._parent = self
-        with self._lock:
+        with self._get_lock():
+            if self._children is None:
+                self._children = weakref.WeakSet()
             self._children.add(child)
             reason = self._reason
-        if reason is None and self.cancel_event.is_set():
+        if reason is None and self._is_set():
             reason = self.reason
         if reason is not None:
             child.cancel(reason)
@@ -120,7 +146,8 @@ class TaskContext:
         ctx: TaskContext | None = self
         now = time.monotonic()
         while ctx is not None:
-            if ctx.cancel_event.is_set() or now >= ctx.deadline_s:
+            event = ctx._event
+            if (event is not None and event.is_set()) or now >= ctx.deadline_s:
                 return True
             ctx = ctx._parent
         return False
@@ -138,10 +165,12 @@ class TaskContext:
         ctx: TaskContext | None = self
         now = time.monotonic()
         while ctx is not None:
-            with ctx._lock:
-                if ctx._reason is not None:
-                    return ctx._reason
-            if ctx.cancel_event.is_set():
+            lock = ctx._lock
+            if lock is not None:  # no lock yet: no reason was ever written
+                with lock:
+                    if ctx._reason is not None:
+                        return ctx._reason
+            if ctx._is_set():
                 return "cancelled"
             if now >= ctx.deadline_s:
                 return DEADLINE_EXCEEDED
@@ -174,13 +203,17 @@ class TaskContext:
     def cancel(self, reason: str = "cancelled") -> None:
         """Cancel this context and its children; the first reason is kept.  Idempotent."""
         earlier = self.reason if self.cancelled() else None  # a passed deadline stays the why
-        with self._lock:
+        with self._get_lock():
             if self._reason is None:
                 self._reason = earlier or reason
-            children = list(self._children)
+            children = list(self._children) if self._children is not None else []
         self.cancel_event.set()
         for child in children:
             child.cancel(reason)
+
+    def _is_set(self) -> bool:
+        event = self._event
+        return event is not None and event.is_set()
 
     def __repr__(self) -> str:
         left = self.remaining_s()

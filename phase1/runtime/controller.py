@@ -25,7 +25,7 @@ Invariants kept:
 
 Design choices:
 
-* **Dispatch only to a free worker.**  Each worker has its own ``queue.Queue`` inbox and
+* **Dispatch only to a free worker.**  Each worker has its own bounded ``Inbox`` and
   announces itself on a shared ``free`` queue when idle; the dispatcher takes every free
   slot at once and dispatches to all of them in *one* durable step (one fsync).  A shared
   task queue would let jobs wait in a channel while their DISPATCH deadline already
@@ -477,36 +477,39 @@ class Controller:
     # -- dispatcher ------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         dq = self._live()
-        free: list[int] = []
+        free: dict[int, int] = {}  # slot -> free tokens (capacity), in order of arrival
         while not self._no_dispatch.is_set():
             if not free:
                 slot = self._free.get()
                 if slot is None:
                     return
-                free.append(slot)
-            while True:  # every other free worker too: one durable step for all
+                free[slot] = 1
+            while True:  # every other free token too: one durable step for all
                 try:
                     more = self._free.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
                     return
-                free.append(more)
+                free[more] = free.get(more, 0) + 1
             self._work.clear()
-            slots = list(free)
+            wanted = list(free.items())
 
-            def command(core: QueueCore, now: float, slots: list[int] = slots) -> Step:
+            def command(
+                core: QueueCore, now: float, wanted: list[tuple[int, int]] = wanted
+            ) -> Step:
+                # one core.dispatch per free worker, for all its tokens at once
                 records: list[Record] = []
                 effects: list[Effect] = []
-                for slot in slots:
-                    step = core.dispatch(now, slot, 1)
-                    if not step.effects:
-                        break
+                for slot, tokens in wanted:
+                    step = core.dispatch(now, slot, tokens)
                     records.extend(step.records)
                     effects.extend(step.effects)
+                    if len(step.effects) < tokens:
+                        break  # nothing more is ready
                 return Step(tuple(records), tuple(effects))
 
-            def deliver(step: Step, free: list[int] = free) -> None:
+            def deliver(step: Step, free: dict[int, int] = free) -> None:
                 if step.effects:
                     self._deliver(step, free)
 
@@ -518,25 +521,40 @@ class Controller:
                     wait_s = min(max(wake - self._clock.wall_s(), 0.002), 1.0)
                 self._work.wait(wait_s)
 
-    def _deliver(self, step: Step, free: list[int]) -> None:
+    def _deliver(self, step: Step, free: dict[int, int]) -> None:
         sends = [e for e in step.effects if isinstance(e, SendToWorker)]
         offset = time.monotonic() - self._clock.wall_s()
         earliest = math.inf
+        running = self._running
+        expired = self._expired_early
+        batches: dict[int, list[Task | None]] = {}
         with self._slots_lock:
+            workers = self._workers
             for send in sends:
+                slot = send.worker_id
                 key = (send.job.id, send.attempt)
-                free.remove(send.worker_id)
-                if key in self._expired_early:  # timed out before we got here
-                    self._expired_early.discard(key)
-                    free.append(send.worker_id)
+                if key in expired:  # timed out before we got here: the token stays free
+                    expired.discard(key)
                     continue
+                left = free[slot] - 1
+                if left:
+                    free[slot] = left
+                else:
+                    del free[slot]
                 deadline = send.deadline_s + offset
-                earliest = min(earliest, deadline)
+                if deadline < earliest:
+                    earliest = deadline
                 ctx = TaskContext(send.job.id, send.attempt, deadline_s=deadline)
-                worker = self._workers[send.worker_id]
-                task = Task(send.job, send.attempt, send.worker_id, ctx, worker=worker)
-                self._running[key] = task
-                worker.inbox.put_nowait(task)
+                worker = workers[slot]
+                task = Task(send.job, send.attempt, slot, ctx, worker=worker)
+                running[key] = task
+                batch = batches.get(slot)
+                if batch is None:
+                    batches[slot] = [task]
+                else:
+                    batch.append(task)
+            for slot, batch in batches.items():  # one put (and one wake-up) per worker
+                workers[slot].inbox.put_many(batch)
         with self._state_cond:
             self.dispatched += len(sends)
         self.metrics.on_dispatch(len(sends))

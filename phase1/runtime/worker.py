@@ -38,7 +38,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from phase1.jobs import Job
 from phase1.runtime.context import Cancelled, TaskContext
 from phase1.runtime.handlers import HandlerError, HandlerRegistry, job_kind
 
-__all__ = ["Task", "Result", "Worker", "run_in_process"]
+__all__ = ["Inbox", "Task", "Result", "Worker", "run_in_process"]
 
 log = logging.getLogger("phase1.runtime.worker")
 
@@ -90,6 +91,70 @@ class Result:
 _STOP = None  # the inbox sentinel
 
 
+class Inbox:
+    """A worker's bounded FIFO of tasks: ``queue.Queue``'s calls the controller uses, plus
+    ``put_many``, which hands a worker several tasks with one lock round and one wake-up
+    (the dispatcher delivers a whole prefetch batch at once).  Raises ``queue.Full`` /
+    ``queue.Empty`` like ``queue.Queue``; ``maxsize <= 0`` means unbounded."""
+
+    __slots__ = ("maxsize", "_items", "_cond", "_putters")
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self.maxsize = maxsize
+        self._items: deque[Task | None] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._putters = 0  # threads blocked in put() waiting for room
+
+    def qsize(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def put_nowait(self, item: Task | None) -> None:
+        self.put_many((item,))
+
+    def put_many(self, items: Sequence[Task | None]) -> None:
+        """Append all of ``items`` or none (``queue.Full`` if they do not fit)."""
+        with self._cond:
+            if 0 < self.maxsize < len(self._items) + len(items):
+                raise queue.Full
+            self._items.extend(items)
+            self._cond.notify()
+
+    def put(self, item: Task | None, timeout: float | None = None) -> None:
+        """Append ``item``, waiting up to ``timeout`` seconds for room (``queue.Full``)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while 0 < self.maxsize <= len(self._items):
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    raise queue.Full
+                self._putters += 1
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._putters -= 1
+            self._items.append(item)
+            self._cond.notify_all()  # a getter, whichever waiter that is
+
+    def get(self) -> Task | None:
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            item = self._items.popleft()
+            if self._putters:
+                self._cond.notify_all()
+            return item
+
+    def get_nowait(self) -> Task | None:
+        with self._cond:
+            if not self._items:
+                raise queue.Empty
+            item = self._items.popleft()
+            if self._putters:
+                self._cond.notify_all()
+            return item
+
+
 class Worker:
     """One thread serving worker slot ``slot``: take a task, run it, post the result.
 
@@ -116,7 +181,7 @@ class Worker:
     ) -> None:
         self.slot = slot
         self.generation = generation
-        self.inbox: queue.Queue[Task | None] = queue.Queue(maxsize=prefetch + 1)
+        self.inbox = Inbox(maxsize=prefetch + 1)
         self.tokens = tokens
         self.abandoned = False
         self._registry = registry
