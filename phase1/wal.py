@@ -140,11 +140,17 @@ class _BadRecord(ValueError):
 # One record in a busy second shares its "YYYY-MM-DDTHH:MM:SS" prefix with the next
 # thousands, so both directions cache per second instead of calling datetime per record.
 _iso_by_sec: dict[int, str] = {}
+_iso_by_ms: dict[int, str] = {}  # the whole stamp: a step's records share their millisecond
 _sec_by_iso: dict[str, int] = {}
 _ms_by_iso: dict[str, int] = {}
 
 
 def _iso(timestamp_ms: int) -> str:
+    is_int = type(timestamp_ms) is int  # 1.0 / True must still go the long way
+    if is_int:
+        stamp = _iso_by_ms.get(timestamp_ms)
+        if stamp is not None:
+            return stamp
     sec, milli = divmod(timestamp_ms, 1000)
     prefix = _iso_by_sec.get(sec)
     if prefix is None:
@@ -152,7 +158,12 @@ def _iso(timestamp_ms: int) -> str:
             _iso_by_sec.clear()
         prefix = datetime.fromtimestamp(sec, UTC).isoformat(timespec="seconds")[:19]
         _iso_by_sec[sec] = prefix
-    return f"{prefix}.{milli:03d}Z"
+    stamp = f"{prefix}.{milli:03d}Z"
+    if is_int:
+        if len(_iso_by_ms) >= _CACHE_MAX:
+            _iso_by_ms.clear()
+        _iso_by_ms[timestamp_ms] = stamp
+    return stamp
 
 
 def _parse_ts(ts: object) -> int:
@@ -279,7 +290,7 @@ def encode_records(recs: Iterable[Record]) -> bytes:
             append(encode_record(rec))
             continue
         if ts_ms is not last_ms:
-            stamp = _iso(ts_ms)
+            stamp = _iso_by_ms.get(ts_ms) or _iso(ts_ms)
             last_ms = ts_ms
         if job is None:
             if rtype not in _NO_JOB:

@@ -43,6 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from typing import Any, NamedTuple
 
 import simpy
@@ -59,7 +60,7 @@ from phase1.core import (
     TimedOut,
 )
 from phase1.errors import InvariantViolation
-from phase1.jobs import Job, JobState
+from phase1.jobs import Job
 from phase1.recovery import open_writer, recover
 from phase1.sim.clock import SimClock
 from phase1.sim.disk import SimDisk
@@ -249,6 +250,26 @@ class _Worker:
         self.deaths = 0
 
 
+_NORMAL = simpy.events.NORMAL
+
+
+def _fire(call: _Call) -> None:
+    call.fn(*call.args)
+
+
+class _Call:
+    """A timed callback as ``Environment.step`` sees an event: ``callbacks`` (run in
+    order with the event) and ``_ok`` (True: it never fails)."""
+
+    __slots__ = ("callbacks", "fn", "args")
+    _ok = True
+
+    def __init__(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self.callbacks: list[Callable[[_Call], None]] | None = [_fire]
+        self.fn = fn
+        self.args = args
+
+
 def _draw(rng: random.Random, dist: str, mean: float, sigma: float) -> float:
     if mean <= 0:
         return 0.0
@@ -257,6 +278,17 @@ def _draw(rng: random.Random, dist: str, mean: float, sigma: float) -> float:
     if dist == "lognormal":
         return rng.lognormvariate(math.log(mean) - sigma * sigma / 2.0, sigma)
     return mean
+
+
+def _drawer(rng: random.Random, dist: str, mean: float, sigma: float) -> Callable[[], float]:
+    """``lambda: _draw(rng, dist, mean, sigma)``, with the parameters computed once."""
+    if mean <= 0:
+        return lambda: 0.0
+    if dist == "exponential":
+        return partial(rng.expovariate, 1.0 / mean)
+    if dist == "lognormal":
+        return partial(rng.lognormvariate, math.log(mean) - sigma * sigma / 2.0, sigma)
+    return lambda: mean
 
 
 # == the simulation ==============================================================================
@@ -285,6 +317,7 @@ class Simulation:
         self.seed = seed
         self.debug_check = debug_check
         self.env = simpy.Environment()
+        self._schedule = self.env.schedule
         self.clock = SimClock(self.env)
         self.disk = SimDisk()
         self._ran = False
@@ -324,6 +357,11 @@ class Simulation:
             if plan_.fsync_latency_s_mean is not None
             else config.fsync_latency_s_mean
         )
+        # _draw(self._fsync_rng, dist, mean, sigma) with its parameters worked out once
+        # (the same arithmetic, so the same draws): one call per fsync
+        self._fsync_latency = _drawer(
+            self._fsync_rng, plan_.fsync_latency_dist, self._fsync_mean, plan_.fsync_latency_sigma
+        )
         weights = [k.weight for k in wl.mix]
         total = sum(weights) or 1.0
         acc = 0.0
@@ -357,6 +395,13 @@ class Simulation:
         self._next_job = 0
         self._producers_left = wl.producers
         self._unacked: dict[str, _Track] = {}  # submissions waiting for acknowledgment
+        # the crash-time ledger check's candidates, kept as sets so a crash compares them
+        # with the recovered core in C instead of walking every track in Python:
+        # ids acknowledged and not yet lost (acked_t >= 0, lost_enqueue_at < 0), and ids
+        # whose completion was acknowledged and not yet lost (done_t >= 0,
+        # lost_completion_at < 0)
+        self._acked_open: set[str] = set()
+        self._done_open: set[str] = set()
         self._acked_ids: deque[str] = deque(maxlen=max(1, wl.depends_window))
         self._epoch = 0  # recoveries so far
         self._gen = 0  # bumped by every crash: stale callbacks compare and return
@@ -430,8 +475,11 @@ class Simulation:
         return self.workload.rate_per_s / self.workload.producers
 
     def _at(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
-        ev = simpy.Timeout(self.env, delay)
-        ev.callbacks.append(lambda _e: fn(*args))
+        # What ``simpy.Timeout(env, delay)`` + a callback did (same heap entry: time,
+        # NORMAL priority, the next event id), without building an Event and a closure.
+        if delay < 0:
+            raise ValueError(f"Negative delay {delay}")
+        self._schedule(_Call(fn, args), _NORMAL, delay)  # type: ignore[arg-type]
 
     def _t(self, *event: Any) -> None:
         self.trace_events.append((self.env.now, *event))
@@ -529,6 +577,8 @@ class Simulation:
         self._unacked.pop(tr.id, None)
         if tr.acked_t < 0:
             tr.acked_t = self.env.now
+            if tr.lost_enqueue_at < 0:
+                self._acked_open.add(tr.id)
         self._acked_ids.append(tr.id)
         self._tr((self.env.now, "acked", tr.id, seq))
 
@@ -645,12 +695,6 @@ class Simulation:
         if step.effects:
             self._wait(seq, 1, step.effects)
 
-    def _fsync_latency(self) -> float:
-        plan = self.plan
-        return _draw(
-            self._fsync_rng, plan.fsync_latency_dist, self._fsync_mean, plan.fsync_latency_sigma
-        )
-
     # -- effects -----------------------------------------------------------------------------------
     def _perform(self, effects: Iterable[Any]) -> None:
         now = self.env.now
@@ -662,6 +706,8 @@ class Simulation:
                 tr = self.tracks.get(eff.job_id)
                 if tr is not None and tr.done_t < 0:
                     tr.done_t = now
+                    if tr.lost_completion_at < 0:
+                        self._done_open.add(tr.id)
                     self.completions.append((now, eff.job_id, now - tr.submit_t))
                 self._tr((now, "completed", eff.job_id, eff.attempt))
             elif cls is LateAck:
@@ -995,19 +1041,28 @@ class Simulation:
         )
         self._epoch += 1
         # -- the ledger's check: what was acknowledged must still be there ----------------------
-        lost_enq = lost_ack = 0
-        for tr in self.tracks.values():
-            if tr.acked_t >= 0 and tr.lost_enqueue_at < 0 and not core.knows(tr.id):
+        # Set-based: only ids the recovered core neither completed nor dead-lettered can be
+        # unknown to it (then checked one by one); only completions it does not hold can be
+        # lost.  Each track's verdict is independent of the others, so the order is free.
+        completed = core.completed_ids()
+        tracks = self.tracks
+        lost_enq_ids = set()
+        for job_id in self._acked_open.difference(completed, core.dead_reasons()):
+            if not core.knows(job_id):
+                tr = tracks[job_id]
                 tr.lost_enqueue_at = index
-                lost_enq += 1
-            elif (
-                tr.done_t >= 0
-                and tr.lost_completion_at < 0
-                and core.state_of(tr.id) is not JobState.COMPLETED
-            ):
-                tr.lost_completion_at = index
-                tr.done_t = -1.0  # it has to complete again
-                lost_ack += 1
+                lost_enq_ids.add(job_id)
+        self._acked_open -= lost_enq_ids
+        lost_enq = len(lost_enq_ids)
+        lost_ack = 0
+        for job_id in self._done_open.difference(completed):
+            if job_id in lost_enq_ids:
+                continue  # counted as a lost enqueue at this crash (the check's elif)
+            tr = tracks[job_id]
+            tr.lost_completion_at = index
+            tr.done_t = -1.0  # it has to complete again
+            lost_ack += 1
+            self._done_open.discard(job_id)
         rec = {
             "crash": index,
             "t": now,
