@@ -35,6 +35,8 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from marshal import dumps as _dumps
+from marshal import loads as _loads
 from typing import Any, NamedTuple
 
 from phase1.errors import IllegalTransition, InvalidJobError, InvariantViolation
@@ -181,13 +183,34 @@ class CoreState:
     dead: dict[str, str] = field(default_factory=dict)
 
 
+def _pack(job: Job) -> Job:
+    """A waiting job's dict or list payload is held packed (``marshal`` bytes, which no
+    valid payload is): a queue never reads payloads, and a million small dicts cost ~180
+    bytes each more than packed.  ``_public`` unpacks it on the way out.  ``marshal``
+    rather than JSON: exact for every payload type, and 3-6x cheaper here than
+    ``orjson.dumps`` when the results are kept (measured)."""
+    payload = job[1]
+    if type(payload) is dict or type(payload) is list:
+        return _new(Job, (job[0], _dumps(payload), job[2], job[3], job[4], job[5], job[6]))
+    return job
+
+
+def _unpack(payload: Any) -> Any:
+    return _loads(payload) if type(payload) is bytes else payload
+
+
+def _public(job: Job, attempt: int, status: str) -> Job:
+    """The job as callers see it: payload decoded, attempt and status current."""
+    return _new(Job, (job[0], _unpack(job[1]), attempt, status, job[4], job[5], job[6]))
+
+
 class _Entry:
     """Mutable per-job bookkeeping (one small object per live job)."""
 
     __slots__ = ("job", "state", "attempt", "order", "flight", "unmet", "copies")
 
     def __init__(self, job: Job) -> None:
-        self.job = job
+        self.job = _pack(job)
         self.state = P
         self.attempt = job.attempt
         self.order = 0
@@ -270,7 +293,7 @@ class QueueCore:
         entry = self._jobs.get(job_id)
         if entry is None:
             return None
-        return entry.job._replace(attempt=entry.attempt, status=entry.state.value)
+        return _public(entry.job, entry.attempt, entry.state.value)
 
     def counts(self) -> dict[str, int]:
         """Counts by state, plus the pending breakdown (ready / delayed / blocked)."""
@@ -297,7 +320,7 @@ class QueueCore:
         """Pending jobs in the order they would be dispatched if all were due and unblocked."""
         entries = [e for e in self._jobs.values() if e.state is P]
         entries.sort(key=lambda e: (-e.job.priority, e.order))
-        return [e.job._replace(attempt=e.attempt, status=P.value) for e in entries]
+        return [_public(e.job, e.attempt, P.value) for e in entries]
 
     def is_idle(self) -> bool:
         """Nothing pending, in flight or failed: every known job is completed or dead."""
@@ -393,7 +416,7 @@ class QueueCore:
             apply_dispatch(rec)
             self.last_seq = seq
             records.append(rec)
-            sent = _new(Job, (job[0], job[1], attempt, _IN_FLIGHT, job[4], job[5], job[6]))
+            sent = _public(job, attempt, _IN_FLIGHT)
             effects.append(_new(SendToWorker, (sent, worker_id, attempt, deadline_s)))
         return Step(tuple(records), tuple(effects))
 
@@ -715,14 +738,13 @@ class QueueCore:
         in_flight: list[tuple[Job, InFlight]] = []
         for e in self._in_flight.values():
             assert e.flight is not None
-            in_flight.append((e.job._replace(attempt=e.attempt, status=R.value), e.flight))
+            in_flight.append((_public(e.job, e.attempt, R.value), e.flight))
         return CoreState(
             last_seq=self.last_seq,
             pending=self.pending_jobs(),
             in_flight=in_flight,
             failed=[
-                self._jobs[j].job._replace(attempt=self._jobs[j].attempt, status=F.value)
-                for j in self._failed
+                _public(self._jobs[j].job, self._jobs[j].attempt, F.value) for j in self._failed
             ],
             completed=list(self._completed),
             dead=dict(self._dead),

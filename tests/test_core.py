@@ -803,3 +803,18 @@ def test_has_ready_is_a_query_that_takes_nothing() -> None:
     assert core.has_ready(5.0) and core.has_ready(5.0)
     core.check()
     assert [e.job.id for e in core.dispatch(now_s=5.0, limit=5).effects] == ["later"]
+
+
+def test_waiting_payloads_come_back_exactly_as_given() -> None:
+    # Pending jobs hold dict/list payloads packed (memory); every way out unpacks them.
+    payload = {"n": 1, "xs": [1.5, "two", None, True], "deep": {"k": [{"a": 2**63}]}}
+    core = QueueCore(max_retry=2, task_timeout_s=1.0)
+    core.enqueue([Job("a", payload), Job("b", [1, 2]), Job("c", "text")], now_s=0.0)
+    assert core.get("a").payload == payload and core.get("b").payload == [1, 2]
+    assert [j.payload for j in core.pending_jobs()] == [payload, [1, 2], "text"]
+    sent = core.dispatch(now_s=0.0, limit=1).effects[0]
+    assert sent.job.payload == payload
+    exported = core.export()
+    assert exported.in_flight[0][0].payload == payload
+    restored = QueueCore.restore(exported, max_retry=2, task_timeout_s=1.0)
+    assert restored.export() == exported
