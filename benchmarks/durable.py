@@ -568,8 +568,8 @@ proc = psutil.Process()
 gc.collect()
 before = proc.memory_info().rss
 rng = random.Random(1)
-if mode == "core":
-    held = QueueCore()
+if mode in ("core", "packed"):
+    held = QueueCore(pack_payloads=mode == "packed")
     for start in range(0, n, 10_000):
         held.enqueue(generate_test_jobs(min(10_000, n - start), rng, start=start), 1.0)
     assert held.counts()["pending"] == n
@@ -579,7 +579,7 @@ else:
         held.extend(generate_test_jobs(min(10_000, n - start), rng, start=start))
 gc.collect()
 after = proc.memory_info().rss
-print(json.dumps({"before": before, "after": after, "n": len(held) if mode != "core" else n}))
+print(json.dumps({"before": before, "after": after, "n": len(held) if mode == "jobs" else n}))
 """
 
 
@@ -602,6 +602,8 @@ def bench_memory(ctx: Context) -> list[Result]:
     plain = _memprobe("jobs", n)
     grow = (core["after"] - core["before"]) / 1e6
     grow_plain = (plain["after"] - plain["before"]) / 1e6
+    packed = _memprobe("packed", n)
+    grow_packed = (packed["after"] - packed["before"]) / 1e6
     target_mb = 500 * n / 1_000_000
     return [
         ctx.result(
@@ -616,7 +618,18 @@ def bench_memory(ctx: Context) -> list[Result]:
             notes=f"{n} pending generate_test_jobs jobs in a QueueCore, fresh subprocess, "
             f"psutil RSS after - before; {grow * 1e6 / n:.0f} B/job (plain list "
             f"{grow_plain * 1e6 / n:.0f} B/job)",
-        )
+        ),
+        ctx.result(
+            name="durable.memory_pending_packed",
+            figure=grow_packed,
+            unit="MB RSS",
+            baseline=grow_plain,
+            baseline_label="same Jobs in a plain list",
+            ratio=ratio(grow_packed, grow_plain, lower_is_better=True),
+            target=f"<= {target_mb:g} MB",
+            met=grow_packed <= target_mb,
+            notes="the same with QueueCore(pack_payloads=True): waiting payloads held packed",
+        ),
     ]
 
 
@@ -734,6 +747,7 @@ ROW_NAMES = [
     "durable.recovery",
     "durable.recovery_rate",
     "durable.memory_pending",
+    "durable.memory_pending_packed",
     "peer.persistqueue_ack_e2e",
     "durable.e2e_submit_dispatch_ack",
 ]

@@ -805,10 +805,11 @@ def test_has_ready_is_a_query_that_takes_nothing() -> None:
     assert [e.job.id for e in core.dispatch(now_s=5.0, limit=5).effects] == ["later"]
 
 
-def test_waiting_payloads_come_back_exactly_as_given() -> None:
-    # Pending jobs hold dict/list payloads packed (memory); every way out unpacks them.
+@pytest.mark.parametrize("pack", [False, True])
+def test_waiting_payloads_come_back_exactly_as_given(pack: bool) -> None:
+    # With pack_payloads, pending jobs hold dict/list payloads packed; every way out unpacks.
     payload = {"n": 1, "xs": [1.5, "two", None, True], "deep": {"k": [{"a": 2**63}]}}
-    core = QueueCore(max_retry=2, task_timeout_s=1.0)
+    core = QueueCore(max_retry=2, task_timeout_s=1.0, pack_payloads=pack)
     core.enqueue([Job("a", payload), Job("b", [1, 2]), Job("c", "text")], now_s=0.0)
     assert core.get("a").payload == payload and core.get("b").payload == [1, 2]
     assert [j.payload for j in core.pending_jobs()] == [payload, [1, 2], "text"]
@@ -816,5 +817,7 @@ def test_waiting_payloads_come_back_exactly_as_given() -> None:
     assert sent.job.payload == payload
     exported = core.export()
     assert exported.in_flight[0][0].payload == payload
-    restored = QueueCore.restore(exported, max_retry=2, task_timeout_s=1.0)
+    restored = QueueCore.restore(exported, max_retry=2, task_timeout_s=1.0, pack_payloads=pack)
     assert restored.export() == exported
+    if pack:
+        assert isinstance(core._jobs["b"].job.payload, bytes)  # held packed
