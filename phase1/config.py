@@ -169,6 +169,7 @@ _KEYS: tuple[_Key, ...] = (
     _Key("recovery_cost_per_wal_record_s", "recovery_cost_per_wal_record_s", "float", lo=0),
     _Key("fsync_latency_s_mean", "fsync_latency_s_mean", "float", lo=0),
     _Key("drain_on_stop", "drain_on_stop", "bool"),
+    _Key("pack_payloads", "pack_payloads", "bool"),
 )
 _BY_YAML: dict[str, _Key] = {k.yaml: k for k in _KEYS}
 _BY_ATTR: dict[str, _Key] = {k.attr: k for k in _KEYS}
@@ -302,6 +303,7 @@ class Config:
     recovery_cost_per_wal_record_s: float = 1.5e-6
     fsync_latency_s_mean: float = 0.00015
     drain_on_stop: bool = True
+    pack_payloads: bool = False  # hold waiting payloads packed: less memory, more CPU
 
     def __post_init__(self) -> None:
         values = {k.attr: getattr(self, k.attr) for k in _KEYS}

@@ -102,7 +102,10 @@ def recover(
     loaded = load_snapshot(disk, config.snapshot_path, keep=config.snapshots_kept)
     if loaded.state is not None:
         core = QueueCore.restore(
-            loaded.state, max_retry=config.max_retry, task_timeout_s=config.task_timeout_s
+            loaded.state,
+            max_retry=config.max_retry,
+            task_timeout_s=config.task_timeout_s,
+            pack_payloads=config.pack_payloads,
         )
         snapshot_jobs = (
             len(loaded.state.pending)
@@ -112,7 +115,11 @@ def recover(
             + len(loaded.state.dead)
         )
     else:
-        core = QueueCore(max_retry=config.max_retry, task_timeout_s=config.task_timeout_s)
+        core = QueueCore(
+            max_retry=config.max_retry,
+            task_timeout_s=config.task_timeout_s,
+            pack_payloads=config.pack_payloads,
+        )
         snapshot_jobs = 0
     snapshot_last_seq = core.last_seq
 

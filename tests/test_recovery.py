@@ -467,3 +467,23 @@ def test_restore_cascades_like_replay() -> None:
     restored_step = restored.cancel("a", T0_S + 1)
     assert restored_step.records == replayed_step.records
     assert restored.dead_reasons() == core.dead_reasons()
+
+
+def test_pack_payloads_from_the_config_reaches_the_recovered_core(tmp_path: Path) -> None:
+    from phase1.disk import OsDisk
+    from phase1.runtime.durable import DurableQueue
+
+    cfg = Config().replace(
+        wal_path=str(tmp_path / "wal.log"),
+        snapshot_path=str(tmp_path / "snapshot.json"),
+        pack_payloads=True,
+    )
+    payload = {"n": 1, "xs": [1, 2]}
+    with DurableQueue(cfg) as q:
+        q.submit([Job("a", payload)])
+        assert q.core.pack_payloads and q.core.get("a").payload == payload
+        q.snapshot()
+        q.submit([Job("b", payload)])
+    core, _ = recover(OsDisk(), cfg)
+    assert core.pack_payloads
+    assert core.get("a").payload == payload and core.get("b").payload == payload
