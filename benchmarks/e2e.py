@@ -33,7 +33,7 @@ import orjson
 
 from benchmarks._harness import REPO, Context, Result, ratio, temp_dir
 from benchmarks.durable import _config, _job, _sqlite_open, persistqueue_e2e
-from phase1.jobs import Job
+from phase1.jobs import Job, generate_mixed_jobs
 
 WORKERS = 8
 SUBMIT_BATCH = 500
@@ -296,24 +296,6 @@ def bench_prefetch16(ctx: Context) -> list[Result]:
 _RECOVERED = re.compile(rb"phase1 run: recovered in ([0-9.]+) ms")
 
 
-def _crash_jobs(rng: random.Random, total: int) -> list[dict[str, Any]]:
-    """Mixed kinds as in tests/test_crash.py: noops, short sleeps, a few failures."""
-    jobs = []
-    for i in range(total):
-        roll = rng.random()
-        payload: dict[str, Any]
-        if i % 80 == 7:
-            payload = {"kind": "fail"}  # always fails: dead at max_retry
-        elif roll < 0.45:
-            payload = {"kind": "noop"}
-        elif roll < 0.85:
-            payload = {"kind": "sleep", "seconds": round(rng.uniform(0.005, 0.020), 4)}
-        else:
-            payload = {"kind": "fail", "times": 1}
-        jobs.append({"id": f"task-{i:04d}", "payload": payload})
-    return jobs
-
-
 def _spawn(config: str, jobs: str, cwd: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "phase1", "run", "--config", config, "--jobs", jobs]
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -367,7 +349,7 @@ def bench_crash_recovery(ctx: Context) -> list[Result]:
             f.write(orjson.dumps(values))  # JSON is YAML
         jobs = os.path.join(d, "jobs.json")
         with open(jobs, "wb") as f:
-            f.write(orjson.dumps(_crash_jobs(rng, total)))
+            f.write(orjson.dumps(generate_mixed_jobs(total, rng)))
         proc = _spawn(config, jobs, d)
         _await_recovered(proc)
         for _ in range(kills):

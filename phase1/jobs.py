@@ -36,6 +36,7 @@ __all__ = [
     "job_to_dict",
     "job_from_dict",
     "generate_test_jobs",
+    "generate_mixed_jobs",
 ]
 
 PRIORITY_MIN = 0
@@ -332,6 +333,31 @@ def generate_test_jobs(count: int, rng: _Rng, *, start: int = 0) -> list[Job]:
         Job(id=f"task-{i:04d}", payload={"index": i, "value": rng.randrange(1000)})
         for i in range(start, start + count)
     ]
+
+
+class _Draws(Protocol):
+    def random(self) -> float: ...
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+def generate_mixed_jobs(count: int, rng: _Draws) -> list[dict[str, Any]]:
+    """Job dicts of mixed runtime kinds for crash tests and benchmarks: ~45% ``noop``,
+    ~40% ``sleep`` 5-20 ms, ~15% ``fail`` once, and every 80th (from 7) failing always
+    (dead at ``max_retry``).  Deterministic for a seeded ``rng``."""
+    jobs = []
+    for i in range(count):
+        roll = rng.random()
+        payload: dict[str, Any]
+        if i % 80 == 7:
+            payload = {"kind": "fail"}  # always fails: dead at max_retry
+        elif roll < 0.45:
+            payload = {"kind": "noop"}
+        elif roll < 0.85:
+            payload = {"kind": "sleep", "seconds": round(rng.uniform(0.005, 0.020), 4)}
+        else:
+            payload = {"kind": "fail", "times": 1}
+        jobs.append({"id": f"task-{i:04d}", "payload": payload})
+    return jobs
 
 
 def ids(jobs: Iterable[Job]) -> list[str]:

@@ -74,7 +74,7 @@ import gc
 import re
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -195,45 +195,6 @@ def _parse_ts(ts: object) -> int:
         _ms_by_iso.clear()
     _ms_by_iso[ts] = ms
     return ms
-
-
-def _record_maker() -> Callable[..., Record]:
-    """``Record(...)`` positionally, but faster: a frozen dataclass's ``__init__`` pays an
-    ``object.__setattr__`` call per field; setting the slots directly costs about half
-    (decoding is bound by this).  Falls back to the constructor if ``Record`` changes."""
-    names = "seq type job_id timestamp_ms attempt worker_id deadline_ms reason job".split()
-    if getattr(Record, "__slots__", None) != tuple(names) or hasattr(Record, "__post_init__"):
-        return Record  # pragma: no cover - only if core.Record changes shape
-    s0, s1, s2, s3, s4, s5, s6, s7, s8 = [Record.__dict__[n].__set__ for n in names]
-    new = object.__new__
-
-    def make(
-        seq: int,
-        rtype: str,
-        job_id: str,
-        timestamp_ms: int,
-        attempt: int,
-        worker_id: int | None,
-        deadline_ms: int | None,
-        reason: str | None,
-        job: Job | None,
-    ) -> Record:
-        rec: Record = new(Record)
-        s0(rec, seq)
-        s1(rec, rtype)
-        s2(rec, job_id)
-        s3(rec, timestamp_ms)
-        s4(rec, attempt)
-        s5(rec, worker_id)
-        s6(rec, deadline_ms)
-        s7(rec, reason)
-        s8(rec, job)
-        return rec
-
-    return make
-
-
-_make_record = _record_maker()
 
 
 # == framing ==============================================================================
@@ -464,8 +425,8 @@ def decode_line(line: bytes) -> Record:
         if unknown:
             raise _BadRecord(f"unknown field {unknown[0]!r}")
         raise _BadRecord("a field is null")
-    return _make_record(
-        seq, rtype, job_id, timestamp_ms, attempt, worker_id, deadline_ms, reason, job
+    return _new(
+        Record, (seq, rtype, job_id, timestamp_ms, attempt, worker_id, deadline_ms, reason, job)
     )
 
 

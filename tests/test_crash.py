@@ -23,6 +23,7 @@ import pytest
 
 from phase1.config import Config, load_config
 from phase1.disk import OsDisk
+from phase1.jobs import generate_mixed_jobs
 from phase1.recovery import recover
 from phase1.wal import read_wal
 
@@ -55,23 +56,6 @@ def write_config(tmp_path: Path, **extra: object) -> Path:
     path = tmp_path / "phase1.yaml"
     path.write_text(orjson.dumps(values).decode(), encoding="utf-8")  # JSON is YAML
     return path
-
-
-def mixed_jobs(rng: random.Random, total: int) -> list[dict[str, Any]]:
-    jobs = []
-    for i in range(total):
-        roll = rng.random()
-        payload: dict[str, Any]
-        if i % 80 == 7:
-            payload = {"kind": "fail"}  # always fails: dead at max_retry
-        elif roll < 0.45:
-            payload = {"kind": "noop"}
-        elif roll < 0.85:
-            payload = {"kind": "sleep", "seconds": round(rng.uniform(0.005, 0.020), 4)}
-        else:
-            payload = {"kind": "fail", "times": 1}
-        jobs.append({"id": f"task-{i:04d}", "payload": payload})
-    return jobs
 
 
 def start_run(
@@ -123,7 +107,9 @@ def test_kill_9_at_seeded_moments_loses_no_acknowledged_job(
     config_path = write_config(tmp_path)
     config = load_config(config_path)
     jobs_path = tmp_path / "jobs.json"
-    jobs_path.write_bytes(orjson.dumps(mixed_jobs(random.Random(rng.random()), TOTAL_JOBS)))
+    jobs_path.write_bytes(
+        orjson.dumps(generate_mixed_jobs(TOTAL_JOBS, random.Random(rng.random())))
+    )
     logs = tmp_path / "logs"
     logs.mkdir()
     acked: set[str] = set()
