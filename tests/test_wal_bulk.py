@@ -1,0 +1,187 @@
+"""The WAL's bulk decoding path (``wal._decode_lines_fast``) against ``decode_line``.
+
+The bulk path exists for speed only: on every input it must either decline (``None``, so
+the reader goes line by line) or return exactly the Records the line-by-line path builds.
+Checked on logs the writer produced from arbitrary jobs, on hand-made hostile lines whose
+checksums were recomputed (so only the field checks can refuse them), and on the fuzzer's
+whole corpus of damaged logs, comparing ``read_wal``'s results and error messages with the
+bulk path switched off.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phase1 import fuzz, wal
+from phase1.core import QueueCore, Record
+from phase1.errors import WalCorruptionError
+from phase1.jobs import Job
+from phase1.wal import decode_line, encode_records, read_wal
+
+json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def line_by_line(data: bytes) -> list[Record]:
+    return [decode_line(line) for line in data.split(b"\n")[:-1]]
+
+
+def with_checksum(body: bytes) -> bytes:
+    return body + b',"checksum":%d}\n' % zlib.crc32(body)
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> bytes:
+    """The bytes the writer puts on disk for a random little workload."""
+    core = QueueCore(max_retry=2, task_timeout_s=1.0)
+    n = draw(st.integers(min_value=1, max_value=8))
+    jobs = []
+    for i in range(n):
+        deps = draw(st.lists(st.sampled_from([f"j{k}" for k in range(i)] or ["j0"]), max_size=2))
+        jobs.append(
+            Job(
+                id=f"j{i}",
+                payload=draw(json_value),
+                priority=draw(st.integers(min_value=0, max_value=10)),
+                scheduled_at=draw(st.none() | st.floats(min_value=0, max_value=5)),
+                depends_on=tuple(d for d in dict.fromkeys(deps) if d != f"j{i}"),
+            )
+        )
+    records: list[Record] = list(core.enqueue(jobs, now_s=0.0).records)
+    now = 0.0
+    for _ in range(draw(st.integers(min_value=0, max_value=12))):
+        now += draw(st.sampled_from([0.1, 0.6, 1.5]))
+        move = draw(st.sampled_from(["dispatch", "ack", "fail", "tick"]))
+        if move == "dispatch":
+            step = core.dispatch(now, worker_id=draw(st.integers(0, 3)), limit=2)
+        elif move == "tick":
+            step = core.tick(now)
+        else:
+            flying = sorted(core.in_flight().items())
+            if not flying:
+                continue
+            job_id, flight = draw(st.sampled_from(flying))
+            if move == "ack":
+                step = core.ack(job_id, flight.attempt, now)
+            else:
+                step = core.fail(job_id, flight.attempt, now, draw(st.text(max_size=8)))
+        records.extend(step.records)
+    return encode_records(records)
+
+
+@settings(max_examples=150, deadline=None)
+@given(workloads())
+def test_bulk_decoding_of_written_logs_equals_line_by_line(data: bytes) -> None:
+    assert wal._decode_lines_fast(data) == line_by_line(data)
+
+
+GOOD = (
+    b'{"seq":1,"type":"ENQUEUE","job_id":"a","timestamp":"2024-01-01T10:00:00.000Z",'
+    b'"job":{"id":"a","payload":{"n":1},"attempt":0,"status":"pending"}'
+)
+ACK = b'{"seq":2,"type":"ACK","job_id":"a","timestamp":"2024-01-01T10:00:00.000Z","attempt":1'
+
+HOSTILE: dict[str, bytes] = {
+    "null worker_id": ACK + b',"worker_id":null',
+    "null reason": ACK + b',"reason":null',
+    "null job": ACK.replace(b'"ACK"', b'"DEAD"') + b',"job":null',
+    "unknown field": ACK + b',"colour":"red"',
+    "float attempt": ACK.replace(b'"attempt":1', b'"attempt":1.0'),
+    "bool attempt": ACK.replace(b'"attempt":1', b'"attempt":true'),
+    "negative attempt": ACK.replace(b'"attempt":1', b'"attempt":-1'),
+    "huge deadline": ACK + b',"deadline_ms":1180591620717411303424',
+    "huge payload int": GOOD.replace(b'{"n":1}', b'{"n":1180591620717411303424}'),
+    "unknown type": ACK.replace(b'"ACK"', b'"ZAP"'),
+    "empty job_id": ACK.replace(b'"job_id":"a"', b'"job_id":""'),
+    "seq zero": ACK.replace(b'"seq":2', b'"seq":0'),
+    "bad timestamp": ACK.replace(b"10:00:00.000Z", b"10:00:00Z"),
+    "impossible date": ACK.replace(b"2024-01-01", b"2024-02-31"),
+    "job on an ACK": ACK + b',"job":{"id":"a","payload":null}',
+    "ENQUEUE without job": ACK.replace(b'"ACK"', b'"ENQUEUE"'),
+    "job id differs": GOOD.replace(b'"id":"a"', b'"id":"b"'),
+    "priority out of range": GOOD.replace(
+        b'"status":"pending"', b'"status":"pending","priority":11'
+    ),
+    "deps not strings": GOOD.replace(b'"status":"pending"', b'"status":"pending","depends_on":[1]'),
+    "not an object": b'["seq",1',
+}
+# Unusual but accepted by decode_line: the bulk path must agree, not just decline.
+ODD: dict[str, bytes] = {
+    "ENQUEUE with worker and deadline": GOOD + b',"worker_id":3,"deadline_ms":5',
+    "ENQUEUE with a reason": GOOD.replace(b'"job":{', b'"reason":"r","job":{'),
+    "explicit zero attempt": ACK.replace(b'"attempt":1', b'"attempt":0'),
+    "payload null": GOOD.replace(b'{"n":1}', b"null"),
+    "no payload": GOOD.replace(b'"payload":{"n":1},', b""),
+    "fields reordered": ACK.replace(b'"seq":2,"type":"ACK"', b'"type":"ACK","seq":2'),
+    "escaped id": ACK.replace(b'"job_id":"a"', b'"job_id":"\\u0061"'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD))
+def test_bulk_path_reads_odd_but_valid_lines_like_decode_line(name: str) -> None:
+    data = with_checksum(GOOD) + with_checksum(ODD[name]) + with_checksum(ACK)
+    assert wal._decode_lines_fast(data) == line_by_line(data)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_bulk_path_declines_what_it_must_not_decide(name: str) -> None:
+    """Each hostile line, checksummed, between two good ones: the bulk path either
+    declines or agrees with decode_line; where decode_line refuses, it declines."""
+    data = with_checksum(GOOD) + with_checksum(HOSTILE[name]) + with_checksum(ACK)
+    fast = wal._decode_lines_fast(data)
+    try:
+        slow: list[Record] | None = line_by_line(data)
+    except ValueError:
+        slow = None
+    assert fast is None if slow is None else fast in (None, slow)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        with_checksum(GOOD) + b"\n" + with_checksum(ACK),  # an empty line
+        with_checksum(GOOD)[:-1] + b" " + with_checksum(ACK),  # two objects on one line
+        with_checksum(GOOD).replace(b"}\n", b"} \n"),  # a space after the trailer
+        with_checksum(GOOD).replace(b'"checksum":', b'"checksum":0'),  # a leading zero
+        with_checksum(GOOD).replace(b'"n":1', b'"n":2'),  # a changed body byte
+        b"\n" + with_checksum(GOOD),  # a leading empty line
+    ],
+)
+def test_bulk_path_declines_framing_damage(data: bytes) -> None:
+    assert wal._decode_lines_fast(data) is None
+
+
+def _read(files: dict[str, bytes]) -> Any:
+    try:
+        read = read_wal(fuzz._disk(files), fuzz.WAL)
+    except WalCorruptionError as exc:
+        return ("corruption", str(exc))
+    return (read.records, read.torn, read.first_seq, read.last_seq, read.lines_read)
+
+
+def test_fuzz_corpus_reads_the_same_with_and_without_the_bulk_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cases = [fuzz.make_case(7, i, target="wal") for i in range(400)]
+    with_bulk = [_read(c.files) for c in cases]
+    monkeypatch.setattr(wal, "_decode_lines_fast", lambda data: None)
+    without = [_read(c.files) for c in cases]
+    for case, a, b in zip(cases, with_bulk, without, strict=True):
+        assert a == b, case.label()
