@@ -188,9 +188,14 @@ class QueueMachine(RuleBasedStateMachine):
     def replaying_the_wal_rebuilds_the_same_state(self) -> None:
         state = self.core.export()
         fresh = new_core()
-        assert replay(fresh, self.records) == len(self.records)
+        assert replay(fresh, self.records) == len(self.records)  # the bulk path
         assert fresh.export() == state
         fresh.check()
+        one_by_one = new_core()
+        assert sum(one_by_one.apply(rec) for rec in self.records) == len(self.records)
+        assert one_by_one.export() == state
+        # the deadline index the bulk path rebuilds once at the end
+        assert fresh.next_wakeup_s() == one_by_one.next_wakeup_s()
         for rec in self.records:  # already reflected: each returns False
             assert fresh.apply(rec) is False
         assert fresh.export() == state
