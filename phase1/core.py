@@ -561,11 +561,20 @@ class QueueCore:
         in_flight = self._in_flight
         completed = self._completed
         dead = self._dead
+        waiters = self._waiters  # the dicts are never replaced, only changed in place
+        blocked = self._blocked
         counts = self._counts
         ready = self._ready
         apply = self.apply
         pack = self.pack_payloads
+        new = _new
+        flight_type = InFlight
+        entry_type = _Entry
+        pending, running = P, R
         last = self.last_seq
+        order = self._next_order
+        # State counts move by local deltas, folded in before any apply() and at the end.
+        d_pending = d_running = 0
         try:
             for r in records:
                 seq, rtype, job_id, _, attempt, worker_id, deadline_ms, _, job = r
@@ -574,14 +583,14 @@ class QueueCore:
                         entry = jobs.get(job_id)
                         if (
                             entry is not None
-                            and entry.state is R
+                            and entry.state is running
                             and entry.attempt == attempt
-                            and not self._waiters
+                            and not waiters
                         ):
                             del jobs[job_id]
                             entry.flight = None
                             del in_flight[job_id]
-                            counts[R] -= 1
+                            d_running -= 1
                             completed[job_id] = None
                             last = seq
                             applied += 1
@@ -590,18 +599,18 @@ class QueueCore:
                         entry = jobs.get(job_id)
                         if (
                             entry is not None
-                            and entry.state is P
+                            and entry.state is pending
                             and attempt == entry.attempt + 1
                             and deadline_ms is not None
-                            and not self._blocked
+                            and not blocked
                         ):
                             entry.order = -1
-                            counts[P] -= 1
-                            counts[R] += 1
-                            entry.state = R
+                            d_pending -= 1
+                            d_running += 1
+                            entry.state = running
                             entry.attempt = attempt
-                            entry.flight = _new(
-                                InFlight,
+                            entry.flight = new(
+                                flight_type,
                                 (worker_id if worker_id is not None else 0, attempt, deadline_ms),
                             )
                             in_flight[job_id] = entry
@@ -618,24 +627,32 @@ class QueueCore:
                         and job_id not in completed
                         and job_id not in dead
                     ):
-                        entry = _Entry(_pack(job) if pack else job)
+                        entry = entry_type(_pack(job) if pack else job)
                         jobs[job_id] = entry
-                        counts[P] += 1
-                        entry.order = self._next_order
-                        self._next_order += 1
+                        d_pending += 1
+                        entry.order = order
+                        order += 1
                         ready[job[4]].append(entry)
                         entry.copies = 1
                         last = seq
                         applied += 1
                         continue
                 self.last_seq = last
+                self._next_order = order
+                counts[pending] += d_pending
+                counts[running] += d_running
+                d_pending = d_running = 0
                 if to_record is not None:
                     r = to_record(r)
                 if apply(r):  # type: ignore[arg-type]
                     applied += 1
                 last = self.last_seq
+                order = self._next_order
         finally:
             self.last_seq = last
+            self._next_order = order
+            counts[pending] += d_pending
+            counts[running] += d_running
             self._deadlines = [
                 (e.flight.deadline_ms, job_id, e.attempt)  # type: ignore[union-attr]
                 for job_id, e in in_flight.items()
