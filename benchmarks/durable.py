@@ -569,7 +569,7 @@ gc.collect()
 before = proc.memory_info().rss
 rng = random.Random(1)
 if mode in ("core", "packed"):
-    held = QueueCore(pack_payloads=mode == "packed")
+    held = QueueCore(pack_payloads=True) if mode == "packed" else QueueCore()  # the default: auto
     for start in range(0, n, 10_000):
         held.enqueue(generate_test_jobs(min(10_000, n - start), rng, start=start), 1.0)
     assert held.counts()["pending"] == n
@@ -597,6 +597,8 @@ def _memprobe(mode: str, n: int) -> dict[str, int]:
 
 
 def bench_memory(ctx: Context) -> list[Result]:
+    from phase1.core import PACK_ABOVE
+
     n = ctx.size(1_000_000, smoke=10_000)
     core = _memprobe("core", n)
     plain = _memprobe("jobs", n)
@@ -615,7 +617,8 @@ def bench_memory(ctx: Context) -> list[Result]:
             ratio=ratio(grow, grow_plain, lower_is_better=True),
             target=f"<= {target_mb:g} MB",
             met=grow <= target_mb,
-            notes=f"{n} pending generate_test_jobs jobs in a QueueCore, fresh subprocess, "
+            notes=f"{n} pending generate_test_jobs jobs in a QueueCore (default pack_payloads "
+            f"'auto': packed once {PACK_ABOVE:,} wait), fresh subprocess, "
             f"psutil RSS after - before; {grow * 1e6 / n:.0f} B/job (plain list "
             f"{grow_plain * 1e6 / n:.0f} B/job)",
         ),

@@ -129,7 +129,7 @@ def _trim(d: Decimal) -> str:
 
 # -- the key table -------------------------------------------------------------------
 
-_Kind = Literal["int", "float", "duration", "str", "bool", "hosts", "choice"]
+_Kind = Literal["int", "float", "duration", "str", "bool", "hosts", "choice", "pack"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +169,7 @@ _KEYS: tuple[_Key, ...] = (
     _Key("recovery_cost_per_wal_record_s", "recovery_cost_per_wal_record_s", "float", lo=0),
     _Key("fsync_latency_s_mean", "fsync_latency_s_mean", "float", lo=0),
     _Key("drain_on_stop", "drain_on_stop", "bool"),
-    _Key("pack_payloads", "pack_payloads", "bool"),
+    _Key("pack_payloads", "pack_payloads", "pack"),
 )
 _BY_YAML: dict[str, _Key] = {k.yaml: k for k in _KEYS}
 _BY_ATTR: dict[str, _Key] = {k.attr: k for k in _KEYS}
@@ -196,6 +196,8 @@ def _expected(key: _Key) -> str:
         return "a list of host names"
     if key.kind == "choice":
         return " | ".join(repr(c) for c in COMMIT_POLICIES)
+    if key.kind == "pack":
+        return "true, false or 'auto'"
     return "a duration like '3s' or '500ms'"
 
 
@@ -227,6 +229,10 @@ def _convert(key: _Key, value: object, where: str) -> object:
         if isinstance(value, os.PathLike):
             value = os.fspath(value)
         if not isinstance(value, str) or not value.strip():
+            raise wrong
+        return value
+    if key.kind == "pack":
+        if value is not True and value is not False and value != "auto":
             raise wrong
         return value
     if key.kind == "choice":
@@ -303,7 +309,9 @@ class Config:
     recovery_cost_per_wal_record_s: float = 1.5e-6
     fsync_latency_s_mean: float = 0.00015
     drain_on_stop: bool = True
-    pack_payloads: bool = False  # hold waiting payloads packed: less memory, more CPU
+    # hold waiting payloads packed (less memory, more CPU): true, false, or "auto" = only
+    # once a deep backlog waits (phase1.core.PACK_ABOVE jobs)
+    pack_payloads: bool | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         values = {k.attr: getattr(self, k.attr) for k in _KEYS}

@@ -132,6 +132,11 @@ def test_bad_duration_message_names_file_and_key(tmp_path: Path, monkeypatch: py
         ("wal_path: ''", "wal_path='' is a string, expected a non-empty string"),
         ("drain_on_stop: 1", "drain_on_stop=1 is an int, expected true or false"),
         (
+            "pack_payloads: maybe",
+            "pack_payloads='maybe' is a string, expected true, false or 'auto'",
+        ),
+        ("pack_payloads: 1", "pack_payloads=1 is an int, expected true, false or 'auto'"),
+        (
             "http_allow_hosts: localhost",
             "http_allow_hosts='localhost' is a string, expected a list",
         ),
@@ -150,6 +155,11 @@ def test_bad_value_names_file_key_and_value(tmp_path: Path, text: str, expected:
 
 def test_metrics_port_zero_means_pick_a_free_port(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "metrics_port: 0\n")).metrics_port == 0
+
+
+@pytest.mark.parametrize(("text", "value"), [("auto", "auto"), ("true", True), ("false", False)])
+def test_pack_payloads_takes_auto_or_a_bool(tmp_path: Path, text: str, value: object) -> None:
+    assert load_config(write(tmp_path, f"pack_payloads: {text}\n")).pack_payloads == value
 
 
 def test_batch_interval_zero_is_allowed(tmp_path: Path) -> None:

@@ -805,8 +805,8 @@ def test_has_ready_is_a_query_that_takes_nothing() -> None:
     assert [e.job.id for e in core.dispatch(now_s=5.0, limit=5).effects] == ["later"]
 
 
-@pytest.mark.parametrize("pack", [False, True])
-def test_waiting_payloads_come_back_exactly_as_given(pack: bool) -> None:
+@pytest.mark.parametrize("pack", [False, True, "auto"])
+def test_waiting_payloads_come_back_exactly_as_given(pack: bool | str) -> None:
     # With pack_payloads, pending jobs hold dict/list payloads packed; every way out unpacks.
     payload = {"n": 1, "xs": [1.5, "two", None, True], "deep": {"k": [{"a": 2**63}]}}
     core = QueueCore(max_retry=2, task_timeout_s=1.0, pack_payloads=pack)
@@ -819,5 +819,37 @@ def test_waiting_payloads_come_back_exactly_as_given(pack: bool) -> None:
     assert exported.in_flight[0][0].payload == payload
     restored = QueueCore.restore(exported, max_retry=2, task_timeout_s=1.0, pack_payloads=pack)
     assert restored.export() == exported
-    if pack:
+    if pack is True:
         assert isinstance(core._jobs["b"].job.payload, bytes)  # held packed
+    if pack == "auto":  # three jobs are far below PACK_ABOVE: nothing is packed
+        assert core._jobs["b"].job.payload == [1, 2]
+
+
+def test_auto_packing_starts_once_a_deep_backlog_waits() -> None:
+    """pack_payloads="auto" packs a waiting payload only once pack_above jobs already wait,
+    in every way a job comes to wait (enqueue, bulk replay, snapshot restore), and every way
+    out still gives the payload back as it came."""
+    jobs = [Job(f"j{i}", {"i": i}) for i in range(6)]
+    core = QueueCore(max_retry=2, task_timeout_s=1.0, pack_above=4)
+    step = core.enqueue(jobs, now_s=0.0)
+    held = [type(core._jobs[j.id].job.payload) for j in jobs]
+    assert held == [dict] * 4 + [bytes] * 2
+    assert [j.payload for j in core.pending_jobs()] == [{"i": i} for i in range(6)]
+
+    replayed = QueueCore(max_retry=2, task_timeout_s=1.0, pack_above=4)
+    assert replayed.replay(step.records) == 6
+    assert [type(replayed._jobs[j.id].job.payload) for j in jobs] == held
+    assert replayed.export() == core.export()
+
+    restored = QueueCore.restore(core.export(), max_retry=2, task_timeout_s=1.0, pack_above=4)
+    assert [type(restored._jobs[j.id].job.payload) for j in jobs] == held
+    assert restored.export() == core.export()
+    assert [e.job.payload for e in core.dispatch(0.0, limit=6).effects] == [
+        {"i": i} for i in range(6)
+    ]
+
+
+@pytest.mark.parametrize("bad", [1, 0, "yes", None])
+def test_pack_payloads_refuses_other_values(bad: object) -> None:
+    with pytest.raises(ValueError, match="pack_payloads"):
+        QueueCore(pack_payloads=bad)  # type: ignore[arg-type]
