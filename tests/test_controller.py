@@ -174,15 +174,18 @@ def test_stop_names_a_thread_it_could_not_join(
     cfg: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     release = threading.Event()
+    running = threading.Event()
 
     def deaf(payload: object, ctx: TaskContext) -> None:
+        running.set()
         release.wait(WAIT_S)
 
     registry = HandlerRegistry(cfg)
     registry.register("deaf", deaf)
     ctl = Controller(cfg.replace(worker_count=1), registry=registry).start()
     ctl.submit(Job("deaf", {"kind": "deaf"}))
-    assert ctl.wait_until(lambda s: s["in_flight"] == 1, WAIT_S)
+    # in flight is not enough: a worker told to stop before it starts the handler just exits
+    assert running.wait(WAIT_S)
     with caplog.at_level(logging.WARNING, logger="phase1.runtime.controller"):
         ctl.stop(drain=False, timeout_s=0.3)
     leaked = ctl.leaked_threads
