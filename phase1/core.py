@@ -554,7 +554,7 @@ class QueueCore:
 
     def replay(
         self,
-        records: Iterable[Record] | Iterable[tuple[Any, ...]],
+        records: Iterable[Record] | Iterable[Any],
         *,
         to_record: Callable[[Any], Record] | None = None,
     ) -> int:
@@ -567,9 +567,9 @@ class QueueCore:
         per DISPATCH (most are acknowledged a few records later).  On ``IllegalTransition``
         the core holds every record before the bad one (``last_seq`` names the last).
 
-        ``records`` may also be plain tuples of a Record's fields (the WAL reader's rows,
-        whose timestamp is left unparsed); the moves above never read the timestamp, and any
-        other row goes through ``to_record`` before ``apply``.
+        ``records`` may also be record-like objects (the WAL reader's rows: a Record's
+        attributes, the timestamp left unparsed); the moves above never read the timestamp,
+        and any other row goes through ``to_record`` before ``apply``.
         """
         applied = 0
         jobs = self._jobs
@@ -595,14 +595,16 @@ class QueueCore:
         d_pending = d_running = 0
         try:
             for r in records:
-                seq, rtype, job_id, _, attempt, worker_id, deadline_ms, _, job = r
+                seq = r.seq
                 if seq == last + 1:
+                    rtype = r.type
                     if rtype == "ACK":
+                        job_id = r.job_id
                         entry = jobs.get(job_id)
                         if (
                             entry is not None
                             and entry.state is running
-                            and entry.attempt == attempt
+                            and entry.attempt == r.attempt
                             and not waiters
                         ):
                             del jobs[job_id]
@@ -614,7 +616,10 @@ class QueueCore:
                             applied += 1
                             continue
                     elif rtype == "DISPATCH":
+                        job_id = r.job_id
                         entry = jobs.get(job_id)
+                        attempt = r.attempt
+                        deadline_ms = r.deadline_ms
                         if (
                             entry is not None
                             and entry.state is pending
@@ -627,6 +632,7 @@ class QueueCore:
                             d_running += 1
                             entry.state = running
                             entry.attempt = attempt
+                            worker_id = r.worker_id
                             entry.flight = new(
                                 flight_type,
                                 (worker_id if worker_id is not None else 0, attempt, deadline_ms),
@@ -637,8 +643,8 @@ class QueueCore:
                             continue
                     elif (
                         rtype == "ENQUEUE"
-                        and job is not None
-                        and job[0] == job_id
+                        and (job := r.job) is not None
+                        and job[0] == (job_id := r.job_id)
                         and not job[6]
                         and job[5] is None
                         and job_id not in jobs
@@ -663,7 +669,7 @@ class QueueCore:
                 pack_at = never if above is None else above - counts[pending]
                 if to_record is not None:
                     r = to_record(r)
-                if apply(r):  # type: ignore[arg-type]
+                if apply(r):
                     applied += 1
                 last = self.last_seq
                 order = self._next_order

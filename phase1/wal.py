@@ -77,7 +77,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -490,13 +490,14 @@ _fast_lines = msgspec.json.Decoder(_FastRecord).decode_lines
 # of that name holding null, which then just takes the line-by-line path).
 _NULLS = (b'"worker_id":null', b'"deadline_ms":null', b'"reason":null', b'"job":null')
 _get_stamp = attrgetter("timestamp")
-_row_of = attrgetter(
-    "seq", "type", "job_id", "timestamp", "attempt", "worker_id", "deadline_ms", "reason", "job"
-)
+_get_type = attrgetter("type")
+_get_seq = attrgetter("seq")
 
-Row = tuple[int, str, str, Any, int, "int | None", "int | None", "str | None", "Job | None"]
-"""A Record's fields as a plain tuple, in Record's order; ``read_wal(rows=True)`` leaves
-the timestamp as the line's ISO text (checked, not converted): replay never reads it."""
+Row = Any
+"""What ``read_wal(rows=True)`` returns: a Record, or (read in bulk) a record-like object
+with a Record's attributes (``seq``, ``type``, ``job_id``, ``attempt``, ``worker_id``,
+``deadline_ms``, ``reason``, ``job``) whose ``timestamp`` is left as the line's checked ISO
+text, since replay never reads it; ``record_of`` gives its Record."""
 
 
 def _checksums_hold_py(data: bytes, lines: int) -> bool:
@@ -530,65 +531,66 @@ def _decode_rows_fast(data: bytes) -> list[Row] | None:
     if not _checksums_hold(data, n):
         return None
     try:
-        structs = _fast_lines(data)
-        if len(structs) != n:
+        rows = _fast_lines(data)
+        if len(rows) != n:
             return None  # two objects on a line
-        for ts in set(map(_get_stamp, structs)):
+        for ts in set(map(_get_stamp, rows)):
             _parse_ts(ts)
     except (msgspec.DecodeError, UnicodeDecodeError, _BadRecord):  # ValidationError too
         return None
-    rows: list[Any] = list(map(_row_of, structs))
     enqueues = 0
     loads = orjson.loads
     try:
-        for i, (seq, rtype, job_id, ts, attempt, worker, deadline, reason, j) in enumerate(rows):
+        for row in rows:
+            j = row.job
             if j is not None:
-                if j.id != job_id or rtype != "ENQUEUE":
+                job_id = row.job_id
+                if j.id != job_id or row.type != "ENQUEUE":
                     return None
                 deps = j.depends_on
-                rows[i] = (
-                    seq,
-                    rtype,
-                    job_id,
-                    ts,
-                    attempt,
-                    worker,
-                    deadline,
-                    reason,
-                    _new(
-                        Job,
-                        (
-                            job_id,
-                            loads(memoryview(j.payload)),
-                            j.attempt,
-                            j.status,
-                            j.priority,
-                            j.scheduled_at,
-                            tuple(deps) if deps else (),
-                        ),
+                # the row carries the Job itself from now on (what replay and Records hold)
+                row.job = _new(  # type: ignore[assignment]
+                    Job,
+                    (
+                        job_id,
+                        loads(memoryview(j.payload)),
+                        j.attempt,
+                        j.status,
+                        j.priority,
+                        j.scheduled_at,
+                        tuple(deps) if deps else (),
                     ),
                 )
                 enqueues += 1
     except orjson.JSONDecodeError:
         return None
-    if list(map(_get_type, structs)).count("ENQUEUE") != enqueues:
+    if list(map(_get_type, rows)).count("ENQUEUE") != enqueues:
         return None  # an ENQUEUE without its job
     return rows
-
-
-_get_type = attrgetter("type")
-_get_first = itemgetter(0)
 
 
 def record_of(row: Row) -> Record:
     """The Record of a row from ``read_wal(rows=True)`` (a Record is returned as is)."""
     if type(row) is Record:
         return row
-    ts = row[3]
+    ts = row.timestamp
     ms = _ms_by_iso.get(ts)
     if ms is None:
         ms = _parse_ts(ts)
-    return _new(Record, row[:3] + (ms,) + row[4:])
+    return _new(
+        Record,
+        (
+            row.seq,
+            row.type,
+            row.job_id,
+            ms,
+            row.attempt,
+            row.worker_id,
+            row.deadline_ms,
+            row.reason,
+            row.job,
+        ),
+    )
 
 
 def _decode_lines_fast(data: bytes) -> list[Record] | None:
@@ -759,12 +761,12 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
         if cut:
             fast = (_decode_rows_fast if rows else _decode_lines_fast)(data[:cut])
         if fast is not None:
-            first = fast[0][0]
-            if (not prev or first == prev + 1) and list(map(_get_first, fast)) == list(
+            first = fast[0].seq
+            if (not prev or first == prev + 1) and list(map(_get_seq, fast)) == list(
                 range(first, first + len(fast))
             ):
                 scan.records.extend(fast[max(0, after_seq - first + 1) :])
-                prev = fast[-1][0]
+                prev = fast[-1].seq
             else:
                 fast = None  # a sequence break: the loop below names it
         if fast is not None:
