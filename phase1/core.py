@@ -925,8 +925,26 @@ class QueueCore:
         )
         core._completed = dict.fromkeys(state.completed)
         core._dead = dict(state.dead)
+        # A plain pending job (no dependencies, not delayed) is placed inline: a snapshot
+        # of a backlog is mostly these; anything else goes through _restore_entry.
+        jobs, ready, counts = core._jobs, core._ready, core._counts
+        above = core._pack_above
+        pack_at = (1 << 62) if above is None else above
+        order = core._next_order
         for job in state.pending:
-            core._restore_entry(job, P)
+            if job[6] or job[5] is not None:
+                core._next_order = order
+                core._restore_entry(job, P)
+                order = core._next_order
+                continue
+            entry = _Entry(_pack(job) if counts[P] >= pack_at else job)
+            jobs[job[0]] = entry
+            counts[P] += 1
+            entry.order = order
+            order += 1
+            ready[job[4]].append(entry)
+            entry.copies = 1
+        core._next_order = order
         for job, flight in state.in_flight:
             entry = core._restore_entry(job, R)
             entry.flight = flight
