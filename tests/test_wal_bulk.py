@@ -48,8 +48,9 @@ def with_checksum(body: bytes) -> bytes:
 
 
 @st.composite
-def workloads(draw: st.DrawFn) -> bytes:
-    """The bytes the writer puts on disk for a random little workload."""
+def little_queues(draw: st.DrawFn) -> tuple[QueueCore, list[Record]]:
+    """A core after a random little workload (payloads, priorities, delays, dependencies,
+    dispatches, acks, failures, timeouts) and the records it produced."""
     core = QueueCore(max_retry=2, task_timeout_s=1.0)
     n = draw(st.integers(min_value=1, max_value=8))
     jobs = []
@@ -60,7 +61,9 @@ def workloads(draw: st.DrawFn) -> bytes:
                 id=f"j{i}",
                 payload=draw(json_value),
                 priority=draw(st.integers(min_value=0, max_value=10)),
-                scheduled_at=draw(st.none() | st.floats(min_value=0, max_value=5)),
+                scheduled_at=draw(
+                    st.none() | st.floats(min_value=0, max_value=5) | st.integers(0, 5)
+                ),
                 depends_on=tuple(d for d in dict.fromkeys(deps) if d != f"j{i}"),
             )
         )
@@ -83,7 +86,13 @@ def workloads(draw: st.DrawFn) -> bytes:
             else:
                 step = core.fail(job_id, flight.attempt, now, draw(st.text(max_size=8)))
         records.extend(step.records)
-    return encode_records(records)
+    return core, records
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> bytes:
+    """The bytes the writer puts on disk for a random little workload."""
+    return encode_records(draw(little_queues())[1])
 
 
 @settings(max_examples=150, deadline=None)
