@@ -68,6 +68,7 @@ silently skipped.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -612,11 +613,34 @@ def oldest_kept_last_seq(disk: Disk, path: str, keep: int) -> int | None:
     for candidate in kept_snapshot_paths(path, keep):
         if not disk.exists(candidate):
             continue
-        try:
-            seqs.append(_read(disk, candidate).last_seq)
-        except SnapshotError:
-            continue
+        seq = _kept_last_seq(disk, candidate)
+        if seq is not None:
+            seqs.append(seq)
     return min(seqs) if seqs else None
+
+
+# The runtime asks after every snapshot, and the kept copies rarely change in between (the
+# newest was just written, the older ones only shift names): each copy's bytes are hashed
+# and decoded once.  Same bytes, same answer, so this changes nothing but the cost.
+_LAST_SEQ_BY_CONTENT: dict[bytes, int | None] = {}
+
+
+def _kept_last_seq(disk: Disk, path: str) -> int | None:
+    try:
+        data = disk.read(path)
+    except OSError:
+        return None
+    key = hashlib.blake2b(data, digest_size=16).digest()
+    if key in _LAST_SEQ_BY_CONTENT:
+        return _LAST_SEQ_BY_CONTENT[key]
+    try:
+        seq: int | None = decode_snapshot(data, path=path).last_seq
+    except SnapshotError:
+        seq = None
+    if len(_LAST_SEQ_BY_CONTENT) >= 16:
+        _LAST_SEQ_BY_CONTENT.clear()
+    _LAST_SEQ_BY_CONTENT[key] = seq
+    return seq
 
 
 def describe_snapshot(state: CoreState) -> dict[str, int]:

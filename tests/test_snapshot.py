@@ -497,6 +497,22 @@ def test_oldest_kept_last_seq(tmp_path: Path) -> None:
     assert oldest_kept_last_seq(disk, path, 2) == new.last_seq
 
 
+def test_oldest_kept_last_seq_sees_a_copy_change_between_calls(tmp_path: Path) -> None:
+    """Each copy is decoded once per content: a copy damaged (or replaced) since the last
+    call is judged afresh, never by what its old bytes said."""
+    disk = OsDisk()
+    path = str(tmp_path / "snapshot.json")
+    old, new = old_and_new()
+    write_snapshot(disk, path, old)
+    write_snapshot(disk, path, new)
+    assert oldest_kept_last_seq(disk, path, 2) == old.last_seq
+    older = Path(path + ".1")
+    older.write_bytes(older.read_bytes().replace(b'"queue":', b'"queue" :', 1))  # bad checksum
+    assert oldest_kept_last_seq(disk, path, 2) == new.last_seq
+    Path(path).write_bytes(b"")
+    assert oldest_kept_last_seq(disk, path, 2) is None
+
+
 # == the seed's jq recipes =================================================================
 def test_jq_recipes(tmp_path: Path) -> None:
     jq = shutil.which("jq")
