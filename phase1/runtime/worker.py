@@ -39,10 +39,11 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import Generic, NamedTuple, TypeVar
 
 from phase1.config import Config
 from phase1.errors import SandboxViolation
@@ -50,9 +51,11 @@ from phase1.jobs import Job
 from phase1.runtime.context import Cancelled, TaskContext
 from phase1.runtime.handlers import HandlerError, HandlerRegistry, job_kind
 
-__all__ = ["Inbox", "Task", "Result", "Worker", "run_in_process"]
+__all__ = ["Inbox", "Mailbox", "Task", "Result", "Worker", "run_in_process"]
 
 log = logging.getLogger("phase1.runtime.worker")
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True, eq=False)
@@ -76,10 +79,10 @@ class Task:
         return (self.job.id, self.attempt)
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What a worker reports: ``ok`` with ``value``, or a failure with a one-line ``reason``;
-    ``cancelled`` results are not reported to the core (see the module docstring)."""
+class Result(NamedTuple):
+    """What a worker reports: ``ok``, or a failure with a one-line ``reason``; ``cancelled``
+    results are not reported to the core (see the module docstring).  A tuple: one is made
+    per job, and a frozen dataclass costs several times as much to build."""
 
     task: Task
     ok: bool
@@ -89,6 +92,84 @@ class Result:
 
 
 _STOP = None  # the inbox sentinel
+
+
+class Mailbox(Generic[T]):
+    """Many producers, one consumer: ``put`` is a deque append (no lock) plus, only when
+    the consumer sleeps, one wake-up; ``take`` returns everything posted so far.
+
+    Built for the per-job hand-offs (results to the controller, free tokens to the
+    dispatcher), where ``queue.Queue``'s lock and condition per item cost more than the
+    job.  Correct under the GIL: a producer appends before it reads ``_sleeping``, the
+    consumer sets ``_sleeping`` before it re-reads the items, so either the consumer sees
+    the item or the producer sees the consumer asleep and opens the gate.  A stale
+    wake-up only makes the consumer look once more.
+    """
+
+    __slots__ = ("_items", "_gate", "_sleeping")
+
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._gate = threading.Lock()  # held while closed; a producer releases it to wake
+        self._gate.acquire()
+        self._sleeping = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T) -> None:
+        self._items.append(item)
+        if self._sleeping:
+            self._wake()
+
+    def put_many(self, items: Iterable[T]) -> None:
+        self._items.extend(items)
+        if self._sleeping:
+            self._wake()
+
+    def _wake(self) -> None:
+        self._sleeping = False
+        try:
+            self._gate.release()
+        except RuntimeError:  # another producer opened it first
+            pass
+
+    def take(self, timeout: float | None = None, limit: int = 0) -> list[T]:
+        """Every item posted so far (at most ``limit`` if > 0), in order; waits up to
+        ``timeout`` seconds (``None``: forever) for the first.  ``[]`` on timeout.
+        One consumer thread only."""
+        items = self._items
+        if not items:
+            if timeout is not None and timeout <= 0:
+                return []
+            end = None if timeout is None else time.monotonic() + timeout
+            while not items:
+                self._sleeping = True
+                if items:  # posted before the flag was visible
+                    self._sleeping = False
+                    break
+                if end is None:
+                    self._gate.acquire()
+                else:
+                    left = end - time.monotonic()
+                    if left <= 0 or not self._gate.acquire(timeout=left):
+                        self._sleeping = False
+                        if not items:
+                            return []
+                        break
+                self._sleeping = False
+        out: list[T] = []
+        pop = items.popleft
+        try:
+            if limit > 0:
+                for _ in range(limit):
+                    out.append(pop())
+            else:
+                while True:
+                    out.append(pop())
+        except IndexError:
+            pass
+        return out
 
 
 class Inbox:
@@ -162,6 +243,10 @@ class Worker:
     start (``prefetch`` for a new slot, 1 for a replacement, which inherits the queued
     tasks of the worker it replaces), then one after each result unless abandoned.  The
     inbox holds at most ``prefetch`` tasks plus the stop sentinel.
+
+    ``lock`` (this worker's own, so workers never contend for it) guards ``abandoned``
+    and the ``done`` flag of the task it runs: the worker marks a task done and reads
+    ``abandoned`` under it; the controller reads ``done`` and sets ``abandoned`` under it.
     """
 
     def __init__(
@@ -171,9 +256,8 @@ class Worker:
         *,
         name: str,
         registry: HandlerRegistry,
-        results: queue.Queue[Result | None],
+        results: Mailbox[Result | None],
         on_free: Callable[[int], None],
-        mark_done: Callable[[Task], bool],
         pool: Executor | None = None,
         config: Config | None = None,
         prefetch: int = 1,
@@ -184,10 +268,10 @@ class Worker:
         self.inbox = Inbox(maxsize=prefetch + 1)
         self.tokens = tokens
         self.abandoned = False
+        self.lock = threading.Lock()
         self._registry = registry
         self._results = results
         self._on_free = on_free
-        self._mark_done = mark_done
         self._pool = pool
         self._config = config
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -203,20 +287,27 @@ class Worker:
             log.warning("worker %s did not take its stop request", self.thread.name)
 
     def _loop(self) -> None:
+        slot = self.slot
+        on_free = self._on_free
         for _ in range(self.tokens):
-            self._on_free(self.slot)
+            on_free(slot)
+        get = self.inbox.get
+        post = self._results.put
+        lock = self.lock
+        run = self._run
         while True:
-            task = self.inbox.get()
+            task = get()
             if task is _STOP:
                 return
-            result = self._run(task)
-            # mark_done answers whether this worker was abandoned meanwhile (same lock)
-            abandoned = self._mark_done(task)
-            self._results.put(result)
+            result = run(task)
+            with lock:  # see the class docstring
+                task.done = True
+                abandoned = self.abandoned
+            post(result)
             if abandoned:
                 log.debug("abandoned worker %s exits after its late result", self.thread.name)
                 return
-            self._on_free(self.slot)
+            on_free(slot)
 
     def _run(self, task: Task) -> Result:
         task.started_s = time.monotonic()
