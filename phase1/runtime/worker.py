@@ -39,7 +39,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -134,6 +134,22 @@ class Mailbox(Generic[T]):
         except RuntimeError:  # another producer opened it first
             pass
 
+    def _sleep(self, end: float | None) -> bool:
+        """Wait until an item may have been posted or ``end`` (monotonic) passed; ``False``
+        on timeout.  May return ``True`` with nothing posted (a stale wake-up)."""
+        self._sleeping = True
+        if self._items:  # posted before the flag was visible
+            self._sleeping = False
+            return True
+        if end is None:
+            self._gate.acquire()
+            woke = True
+        else:
+            left = end - time.monotonic()
+            woke = left > 0 and self._gate.acquire(timeout=left)
+        self._sleeping = False
+        return woke
+
     def take(self, timeout: float | None = None, limit: int = 0) -> list[T]:
         """Every item posted so far (at most ``limit`` if > 0), in order; waits up to
         ``timeout`` seconds (``None``: forever) for the first.  ``[]`` on timeout.
@@ -144,20 +160,8 @@ class Mailbox(Generic[T]):
                 return []
             end = None if timeout is None else time.monotonic() + timeout
             while not items:
-                self._sleeping = True
-                if items:  # posted before the flag was visible
-                    self._sleeping = False
-                    break
-                if end is None:
-                    self._gate.acquire()
-                else:
-                    left = end - time.monotonic()
-                    if left <= 0 or not self._gate.acquire(timeout=left):
-                        self._sleeping = False
-                        if not items:
-                            return []
-                        break
-                self._sleeping = False
+                if not self._sleep(end) and not items:
+                    return []
         out: list[T] = []
         pop = items.popleft
         try:
@@ -172,68 +176,51 @@ class Mailbox(Generic[T]):
         return out
 
 
-class Inbox:
-    """A worker's bounded FIFO of tasks: ``queue.Queue``'s calls the controller uses, plus
-    ``put_many``, which hands a worker several tasks with one lock round and one wake-up
-    (the dispatcher delivers a whole prefetch batch at once).  Raises ``queue.Full`` /
-    ``queue.Empty`` like ``queue.Queue``; ``maxsize <= 0`` means unbounded."""
+class Inbox(Mailbox[Task | None]):
+    """A worker's bounded FIFO of tasks, a ``Mailbox`` with ``queue.Queue``-like calls:
+    the dispatcher hands over a whole prefetch batch with ``put_many`` (one append, and
+    one wake-up only if the worker sleeps), the worker takes one task at a time with
+    ``get``, so the tasks it has not started stay here, where a replacement worker takes
+    them over (``get_nowait``) if this one is abandoned.  ``put_many`` raises
+    ``queue.Full`` beyond ``maxsize`` tasks (``<= 0``: unbounded), ``get_nowait``
+    ``queue.Empty``; ``close`` appends the stop sentinel, which the bound leaves room for.
+    """
 
-    __slots__ = ("maxsize", "_items", "_cond", "_putters")
+    __slots__ = ("maxsize",)
 
     def __init__(self, maxsize: int = 0) -> None:
+        super().__init__()
         self.maxsize = maxsize
-        self._items: deque[Task | None] = deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._putters = 0  # threads blocked in put() waiting for room
 
     def qsize(self) -> int:
-        with self._cond:
-            return len(self._items)
+        return len(self._items)
 
     def put_nowait(self, item: Task | None) -> None:
         self.put_many((item,))
 
-    def put_many(self, items: Sequence[Task | None]) -> None:
+    def put_many(self, items: Iterable[Task | None]) -> None:
         """Append all of ``items`` or none (``queue.Full`` if they do not fit)."""
-        with self._cond:
-            if 0 < self.maxsize < len(self._items) + len(items):
-                raise queue.Full
-            self._items.extend(items)
-            self._cond.notify()
+        batch = items if isinstance(items, (list, tuple)) else list(items)
+        if 0 < self.maxsize < len(self._items) + len(batch):
+            raise queue.Full
+        super().put_many(batch)
 
-    def put(self, item: Task | None, timeout: float | None = None) -> None:
-        """Append ``item``, waiting up to ``timeout`` seconds for room (``queue.Full``)."""
-        end = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while 0 < self.maxsize <= len(self._items):
-                left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
-                    raise queue.Full
-                self._putters += 1
-                try:
-                    self._cond.wait(left)
-                finally:
-                    self._putters -= 1
-            self._items.append(item)
-            self._cond.notify_all()  # a getter, whichever waiter that is
+    def close(self) -> None:
+        """Append the stop sentinel: the worker exits when it gets there."""
+        self.put(_STOP)
 
     def get(self) -> Task | None:
-        with self._cond:
-            while not self._items:
-                self._cond.wait()
-            item = self._items.popleft()
-            if self._putters:
-                self._cond.notify_all()
-            return item
+        """The oldest item, waiting for one (the inbox's worker only)."""
+        items = self._items
+        while not items:
+            self._sleep(None)
+        return items.popleft()
 
     def get_nowait(self) -> Task | None:
-        with self._cond:
-            if not self._items:
-                raise queue.Empty
-            item = self._items.popleft()
-            if self._putters:
-                self._cond.notify_all()
-            return item
+        try:
+            return self._items.popleft()
+        except IndexError:
+            raise queue.Empty from None
 
 
 class Worker:
@@ -280,11 +267,8 @@ class Worker:
         self.thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to exit once its current task (if any) is over."""
-        try:
-            self.inbox.put(_STOP, timeout=1.0)
-        except queue.Full:  # still busy with a queued task: it exits once abandoned or done
-            log.warning("worker %s did not take its stop request", self.thread.name)
+        """Ask the thread to exit once the tasks queued before are over (if any)."""
+        self.inbox.close()
 
     def _loop(self) -> None:
         slot = self.slot
