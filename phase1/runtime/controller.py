@@ -5,9 +5,9 @@ Owns: the threads of a running queue and how they talk.  Must not know any queue
 snapshots).  The picture::
 
     submit() ──> DurableQueue (one lock + group commit) <──┬── dispatcher thread
-                    ^          ^                           │   hands a job to a *free*
-                    │          │                           │   worker's size-1 inbox
-     timeout loop ──┘          └── results thread <─ results queue <─ worker threads (N)
+                    ^          ^                           │   hands jobs to *free*
+                    │          │                           │   workers' bounded inboxes
+     timeout loop ──┘          └── results thread <─ results mailbox <─ worker threads (N)
      snapshot loop ─── DurableQueue.snapshot() (WAL rotation)
 
 Invariants kept:
@@ -26,15 +26,20 @@ Invariants kept:
 Design choices:
 
 * **Dispatch only to a free worker.**  Each worker has its own bounded ``Inbox`` and
-  announces itself on a shared ``free`` queue when idle; the dispatcher takes every free
-  slot at once and dispatches to all of them in *one* durable step (one fsync).  A shared
+  posts one token of capacity to the dispatcher's mailbox per free place (``prefetch`` at
+  start, one after each result); the dispatcher takes every free token at once and
+  dispatches to all of them in *one* durable step (one fsync), one inbox append per
+  worker.  A shared
   task queue would let jobs wait in a channel while their DISPATCH deadline already
   runs, so a slow worker could time out jobs it never started.  ``prefetch`` (default 1)
   lets a worker hold that many tasks, like RabbitMQ's prefetch count: more jobs per fsync
   for short jobs, at the price that a queued task's deadline runs while it waits.
 * **Results are applied in batches.**  The results thread drains whatever results have
   arrived and applies all ACK / FAIL commands in one step, so N workers finishing
-  together cost one fsync, not N.
+  together cost one fsync, not N; completions reach the metrics in one call per step.
+* **Cheap hand-offs** (``phase1.runtime.worker.Mailbox``): a hand-off is a deque append,
+  plus a wake-up only for a consumer that sleeps; no lock is taken per job, and waiters
+  of ``wait_until`` are woken once no step is in progress, not after every step.
 * **Timeouts** (the seed's timeoutLoop): the loop ticks every ``timeout_check_interval``
   and earlier when ``core.next_wakeup_s()`` says a deadline falls sooner (the dispatcher
   wakes it when it hands out an earlier deadline).  For every ``TimedOut`` effect the

@@ -1,11 +1,20 @@
 """Workers: the threads that run payload handlers, and what travels to and from them.
 
 Owns: ``Task`` (one attempt handed to one worker slot), ``Result`` (what comes back),
-``Worker`` (a thread reading its own size-1 inbox, the seed's Q6 channel) and the optional
+``Worker`` (a thread reading its own bounded inbox, the seed's Q6 channel), the channels
+themselves (``Mailbox``, and ``Inbox`` for a worker's tasks) and the optional
 process-pool path for ``compute/*`` kinds.  Must not know: the WAL, the core's rules or
 retries.  A worker never touches the queue: it posts a ``Result`` on the controller's one
-results queue, and the controller decides (ACK, FAIL, or a ``LateAck`` fenced off by the
+results mailbox, and the controller decides (ACK, FAIL, or a ``LateAck`` fenced off by the
 attempt number).
+
+Why not ``queue.Queue``?  Every job crosses three hand-offs (dispatcher -> inbox, worker
+-> results, worker -> dispatcher's free tokens), and ``queue.Queue`` takes a lock and
+runs a condition's bookkeeping for each item on both sides; a thread that loses the GIL
+while it holds that lock stalls the other side too.  A ``Mailbox`` is a ``deque`` (whose
+``append`` and ``popleft`` are atomic) plus a wake-up lock touched only when its one
+consumer sleeps, so a hand-off costs an append when the consumer is busy, which under
+load it is.
 
 Invariants kept:
 
