@@ -4,9 +4,9 @@
 warm-up run), top 25 by tottime and by cumulative time.
 
 ``python -m benchmarks.profiles e2e [--prefetch P] [--jobs N]``: a ``Controller`` run as in
-``e2e.controller_prefetch*``: CPU seconds per thread role (``time.thread_time``; the process
-is GIL-bound, so CPU per job is the budget), then cProfile of the dispatcher and results
-threads.  ``threading.Thread.run`` is wrapped here, in this process only; ``phase1`` is not
+``e2e.controller_prefetch*``: CPU seconds from the first submit to idle, per thread role
+(read from ``/proc``; the process is GIL-bound, so CPU per job is the budget) and in cyclic
+GC, then cProfile of the dispatcher and results threads.  ``threading.Thread.run`` is wrapped here, in this process only; ``phase1`` is not
 touched.  Figures under cProfile are slower than the benchmark's; read the shares.
 """
 
@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import collections
 import cProfile
+import gc
 import io
+import os
 import pstats
 import sys
 import tempfile
@@ -54,10 +56,51 @@ def profile_sim(jobs: int) -> str:
     )
 
 
+def _thread_cpu_s() -> collections.Counter[str]:
+    """CPU seconds (user + system) so far of each live thread, summed by role, from
+    ``/proc/self/task/*/stat`` (clock ticks; empty where there is no ``/proc``)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: collections.Counter[str] = collections.Counter()
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = names.get(int(tid), "?")
+        role = "main (submit + wait)" if name == "MainThread" else name.rsplit("-", 1)[-1]
+        role = "worker" if role.startswith("worker") else role
+        out[role] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def profile_e2e(prefetch: int, jobs: int) -> str:
     from benchmarks.e2e import controller_run
 
     cpu: collections.Counter[str] = collections.Counter()
+    marks: dict[str, tuple[float, collections.Counter[str]]] = {}
+    gc_s = [0.0, 0.0]  # seconds in collections during the timed part, start of the current
+    gc_runs = collections.Counter[int]()
+    timing = [False]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if not timing[0]:
+            return
+        if phase == "start":
+            gc_s[1] = time.thread_time()
+        else:
+            gc_s[0] += time.thread_time() - gc_s[1]
+            gc_runs[info["generation"]] += 1
+
+    def probe(when: str) -> None:
+        timing[0] = when == "start"
+        marks[when] = (time.process_time(), _thread_cpu_s())
+
     profs: dict[str, list[cProfile.Profile]] = collections.defaultdict(list)
     want: set[str] = set()
     original = threading.Thread.run
@@ -75,21 +118,24 @@ def profile_e2e(prefetch: int, jobs: int) -> str:
         finally:
             if prof is not None:
                 prof.disable()
-            cpu[role] += time.thread_time()
 
     threading.Thread.run = run  # type: ignore[method-assign]
+    gc.callbacks.append(on_gc)
     out = []
     try:
         with tempfile.TemporaryDirectory(dir=TMP_ROOT) as d:
-            t0, p0 = time.thread_time(), time.process_time()
-            r: dict[str, Any] = controller_run(d, jobs, prefetch)
-            cpu["main (submit + wait)"] += time.thread_time() - t0
-            total = time.process_time() - p0
+            r: dict[str, Any] = controller_run(d, jobs, prefetch, probe)
+        (p0, c0), (p1, c1) = marks["start"], marks["idle"]
+        total = p1 - p0
+        cpu.update(c1)
+        cpu.subtract(c0)
+        gens = ", ".join(f"gen{g} x{gc_runs[g]}" for g in sorted(gc_runs))
         out.append(
             f"# Controller, 8 workers, prefetch {prefetch}, {jobs} noop jobs: "
             f"{jobs / r['elapsed_s']:,.0f} jobs/s, {r['elapsed_s']:.2f} s wall, process CPU "
             f"{total:.2f} s ({total / r['elapsed_s']:.2f} cores), {1e6 * total / jobs:.0f} us "
-            f"CPU/job, {r['fsyncs']} fsyncs\n## CPU per thread role"
+            f"CPU/job, {r['fsyncs']} fsyncs; cyclic GC {1e6 * gc_s[0] / jobs:.1f} us/job "
+            f"({gens})\n## CPU per thread role, first submit to idle (/proc, 10 ms ticks)"
         )
         for k, v in cpu.most_common():
             out.append(f"  {k:22s} {v:6.2f} s ({1e6 * v / jobs:.0f} us/job)")
@@ -101,6 +147,7 @@ def profile_e2e(prefetch: int, jobs: int) -> str:
             out.append(f"## {role} thread, top 18 by tottime\n{_stats(profs[role], 'tottime', 18)}")
     finally:
         threading.Thread.run = original  # type: ignore[method-assign]
+        gc.callbacks.remove(on_gc)
     return "\n".join(out) + "\n"
 
 

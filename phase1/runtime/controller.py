@@ -5,9 +5,9 @@ Owns: the threads of a running queue and how they talk.  Must not know any queue
 snapshots).  The picture::
 
     submit() ──> DurableQueue (one lock + group commit) <──┬── dispatcher thread
-                    ^          ^                           │   hands a job to a *free*
-                    │          │                           │   worker's size-1 inbox
-     timeout loop ──┘          └── results thread <─ results queue <─ worker threads (N)
+                    ^          ^                           │   hands jobs to *free*
+                    │          │                           │   workers' bounded inboxes
+     timeout loop ──┘          └── results thread <─ results mailbox <─ worker threads (N)
      snapshot loop ─── DurableQueue.snapshot() (WAL rotation)
 
 Invariants kept:
@@ -26,15 +26,20 @@ Invariants kept:
 Design choices:
 
 * **Dispatch only to a free worker.**  Each worker has its own bounded ``Inbox`` and
-  announces itself on a shared ``free`` queue when idle; the dispatcher takes every free
-  slot at once and dispatches to all of them in *one* durable step (one fsync).  A shared
+  posts one token of capacity to the dispatcher's mailbox per free place (``prefetch`` at
+  start, one after each result); the dispatcher takes every free token at once and
+  dispatches to all of them in *one* durable step (one fsync), one inbox append per
+  worker.  A shared
   task queue would let jobs wait in a channel while their DISPATCH deadline already
   runs, so a slow worker could time out jobs it never started.  ``prefetch`` (default 1)
   lets a worker hold that many tasks, like RabbitMQ's prefetch count: more jobs per fsync
   for short jobs, at the price that a queued task's deadline runs while it waits.
 * **Results are applied in batches.**  The results thread drains whatever results have
   arrived and applies all ACK / FAIL commands in one step, so N workers finishing
-  together cost one fsync, not N.
+  together cost one fsync, not N; completions reach the metrics in one call per step.
+* **Cheap hand-offs** (``phase1.runtime.worker.Mailbox``): a hand-off is a deque append,
+  plus a wake-up only for a consumer that sleeps; no lock is taken per job, and waiters
+  of ``wait_until`` are woken once no step is in progress, not after every step.
 * **Timeouts** (the seed's timeoutLoop): the loop ticks every ``timeout_check_interval``
   and earlier when ``core.next_wakeup_s()`` says a deadline falls sooner (the dispatcher
   wakes it when it hands out an earlier deadline).  For every ``TimedOut`` effect the
@@ -101,7 +106,7 @@ from phase1.recovery import RecoveryReport
 from phase1.runtime.context import TaskContext
 from phase1.runtime.durable import DurableQueue
 from phase1.runtime.handlers import HandlerRegistry
-from phase1.runtime.worker import Result, Task, Worker
+from phase1.runtime.worker import Mailbox, Result, Task, Worker
 
 __all__ = ["Controller", "MetricsSink", "NullMetrics"]
 
@@ -111,6 +116,7 @@ _IDS = itertools.count(1)
 _RESULTS_BATCH_MAX = 1024  # results applied in one durable step, at most
 _LOOP_JOIN_S = 30.0  # stop() waits this long for its own loops even past its timeout
 _WORKER_TAG = "-worker"
+_WAKE = -1  # on the dispatcher's mailbox: "maybe something became ready" (slots are >= 0)
 
 
 def _is_worker(thread: threading.Thread) -> bool:
@@ -138,6 +144,9 @@ class NullMetrics:
         pass
 
     def on_complete(self, job_id: str, duration_s: float) -> None:
+        pass
+
+    def on_complete_many(self, durations_s: Sequence[float]) -> None:
         pass
 
     def on_retry(self, cause: str) -> None:
@@ -189,6 +198,7 @@ class Controller:
         self._clock: Clock = clock if clock is not None else RealClock()
         self.registry = registry if registry is not None else HandlerRegistry(config)
         self.metrics: MetricsSink = metrics if metrics is not None else NullMetrics()
+        self._metrics_on = not isinstance(self.metrics, NullMetrics)  # per-job reports
         self.process_pool = process_pool
         self.durable: DurableQueue | None = None
         self.recovery_report: RecoveryReport | None = None
@@ -203,12 +213,12 @@ class Controller:
         # coordination
         self._state_cond = threading.Condition()  # notified after every applied step
         self._slots_lock = threading.Lock()  # who runs what; never held across a core call
-        self._work = threading.Event()  # "maybe something became ready": wakes dispatcher
         self._tick_now = threading.Event()  # wakes the timeout loop early
         self._stopping = threading.Event()  # loops: exit
         self._no_dispatch = threading.Event()  # dispatcher: stop handing out work
-        self._free: queue.Queue[int | None] = queue.Queue()
-        self._results: queue.Queue[Result | None] = queue.Queue()
+        # the dispatcher's mailbox: free worker tokens (slot numbers), _WAKE, None = exit
+        self._to_dispatcher: Mailbox[int | None] = Mailbox()
+        self._results: Mailbox[Result | None] = Mailbox()
         self._workers: dict[int, Worker] = {}
         self._running: dict[tuple[str, int], Task] = {}
         self._expired_early: set[tuple[str, int]] = set()
@@ -247,7 +257,7 @@ class Controller:
         self._thread("results", self._results_loop)
         self._thread("timeouts", self._timeout_loop)
         self._thread("snapshots", self._snapshot_loop)
-        self._work.set()
+        self._wake_dispatcher()
         self._update_depth()
         return self
 
@@ -265,8 +275,7 @@ class Controller:
         budget = self.config.task_timeout_s + 5.0 if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
         self._no_dispatch.set()
-        self._work.set()
-        self._free.put(None)
+        self._to_dispatcher.put(None)
         loops = [t for t in self._threads if not _is_worker(t)]
         self._join([t for t in loops if t.name.endswith("-dispatcher")], deadline, _LOOP_JOIN_S)
         if drain:
@@ -345,7 +354,7 @@ class Controller:
                 return core.enqueue(batch, now)
 
         step = self._run_step(dq, command, lambda step: self._effects(step.effects))
-        self._work.set()
+        self._wake_dispatcher()
         return sum(1 for r in step.records if r.type == "ENQUEUE")
 
     # == reading ============================================================================
@@ -432,8 +441,7 @@ class Controller:
             name=f"{self.name}{_WORKER_TAG}{slot}.{gen}",
             registry=self.registry,
             results=self._results,
-            on_free=self._free.put,
-            mark_done=self._mark_done,
+            on_free=self._to_dispatcher.put,
             pool=self._pool,
             config=self.config,
             prefetch=self.prefetch,
@@ -472,31 +480,43 @@ class Controller:
                 self._fatal = exc
             self._state_cond.notify_all()
         self._no_dispatch.set()
-        self._work.set()
+        self._wake_dispatcher()
+
+    def _wake_dispatcher(self) -> None:
+        """Tell the dispatcher that jobs may have become ready (cheap: one append)."""
+        self._to_dispatcher.put(_WAKE)
 
     # -- dispatcher ------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         dq = self._live()
+        box = self._to_dispatcher
         free: dict[int, int] = {}  # slot -> free tokens (capacity), in order of arrival
+        idle_until = 0.0  # > 0: the last attempt ran out of ready jobs; wait for a _WAKE
         while not self._no_dispatch.is_set():
             if not free:
-                slot = self._free.get()
-                if slot is None:
+                items = box.take()  # nothing to hand work to: wait for a free token
+            elif idle_until:
+                items = box.take(max(idle_until - time.monotonic(), 0.0))
+            else:
+                items = box.take(0.0)
+            woke = not items  # a timeout: a delayed job may have come due
+            for item in items:
+                if item is None:
                     return
-                free[slot] = 1
-            while True:  # every other free token too: one durable step for all
-                try:
-                    more = self._free.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    return
-                free[more] = free.get(more, 0) + 1
-            self._work.clear()
+                if item == _WAKE:
+                    woke = True
+                else:
+                    free[item] = free.get(item, 0) + 1
+            if not free or (idle_until and not woke and time.monotonic() < idle_until):
+                continue  # only tokens arrived, and nothing became ready meanwhile
             wanted = list(free.items())
+            ran_out: list[bool] = []
 
             def command(
-                core: QueueCore, now: float, wanted: list[tuple[int, int]] = wanted
+                core: QueueCore,
+                now: float,
+                wanted: list[tuple[int, int]] = wanted,
+                ran_out: list[bool] = ran_out,
             ) -> Step:
                 # one core.dispatch per free worker, for all its tokens at once
                 records: list[Record] = []
@@ -506,6 +526,7 @@ class Controller:
                     records.extend(step.records)
                     effects.extend(step.effects)
                     if len(step.effects) < tokens:
+                        ran_out.append(True)
                         break  # nothing more is ready
                 return Step(tuple(records), tuple(effects))
 
@@ -513,27 +534,33 @@ class Controller:
                 if step.effects:
                     self._deliver(step, free)
 
-            step = self._run_step(dq, command, deliver)
-            if not step.effects:
+            self._run_step(dq, command, deliver)
+            idle_until = 0.0
+            if ran_out:
                 wake = self._next_wakeup(dq)
                 wait_s = 1.0
                 if wake is not None:
                     wait_s = min(max(wake - self._clock.wall_s(), 0.002), 1.0)
-                self._work.wait(wait_s)
+                idle_until = time.monotonic() + wait_s
 
     def _deliver(self, step: Step, free: dict[int, int]) -> None:
-        sends = [e for e in step.effects if isinstance(e, SendToWorker)]
         offset = time.monotonic() - self._clock.wall_s()
         earliest = math.inf
         running = self._running
         expired = self._expired_early
         batches: dict[int, list[Task | None]] = {}
+        sent = 0
         with self._slots_lock:
             workers = self._workers
-            for send in sends:
+            for send in step.effects:
+                if not isinstance(send, SendToWorker):
+                    continue
+                sent += 1
                 slot = send.worker_id
-                key = (send.job.id, send.attempt)
-                if key in expired:  # timed out before we got here: the token stays free
+                job = send.job
+                attempt = send.attempt
+                key = (job.id, attempt)
+                if expired and key in expired:  # timed out before we got here: token stays
                     expired.discard(key)
                     continue
                 left = free[slot] - 1
@@ -544,9 +571,9 @@ class Controller:
                 deadline = send.deadline_s + offset
                 if deadline < earliest:
                     earliest = deadline
-                ctx = TaskContext(send.job.id, send.attempt, deadline_s=deadline)
                 worker = workers[slot]
-                task = Task(send.job, send.attempt, slot, ctx, worker=worker)
+                task = Task(job, attempt, slot, TaskContext(job.id, attempt, deadline_s=deadline))
+                task.worker = worker
                 running[key] = task
                 batch = batches.get(slot)
                 if batch is None:
@@ -556,63 +583,55 @@ class Controller:
             for slot, batch in batches.items():  # one put (and one wake-up) per worker
                 workers[slot].inbox.put_many(batch)
         with self._state_cond:
-            self.dispatched += len(sends)
-        self.metrics.on_dispatch(len(sends))
+            self.dispatched += sent
+        self.metrics.on_dispatch(sent)
         if earliest < self._tick_at:
             self._tick_now.set()
 
     # -- results -----------------------------------------------------------------------------
-    def _mark_done(self, task: Task) -> bool:
-        with self._slots_lock:
-            task.done = True
-            return task.worker is not None and task.worker.abandoned
-
     def _results_loop(self) -> None:
         dq = self._live()
+        box = self._results
         stop = False
         while not stop:
-            first = self._results.get()
-            batch: list[Result] = []
-            if first is None:
-                stop = True
-            else:
-                batch.append(first)
-            while len(batch) < _RESULTS_BATCH_MAX:
-                try:
-                    more = self._results.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
+            batch = box.take(limit=_RESULTS_BATCH_MAX)
+            reported: list[Result] = []
+            tasks: list[Task] = []
+            for r in batch:
+                if r is None:
                     stop = True
-                else:
-                    batch.append(more)
-            reported = [r for r in batch if not r.cancelled]
+                    continue
+                tasks.append(r.task)
+                if not r.cancelled:
+                    reported.append(r)
             if reported:
 
                 def command(core: QueueCore, now: float, rs: list[Result] = reported) -> Step:
                     records: list[Record] = []
                     effects: list[Effect] = []
+                    ack = core.ack
                     for r in rs:
-                        job_id, attempt = r.task.key
+                        task = r.task
                         if r.ok:
-                            step = core.ack(job_id, attempt, now)
+                            step = ack(task.job.id, task.attempt, now)
                         else:
-                            step = core.fail(job_id, attempt, now, r.reason)
+                            step = core.fail(task.job.id, task.attempt, now, r.reason)
                         records.extend(step.records)
                         effects.extend(step.effects)
                     return Step(tuple(records), tuple(effects))
 
-                durations = {r.task.job.id: r.duration_s for r in reported if r.ok}
-
-                def after(step: Step, d: dict[str, float] = durations) -> None:
-                    self._effects(step.effects, d)
+                def after(step: Step, rs: list[Result] = reported) -> None:
+                    self._effects(step.effects, rs)
 
                 self._run_step(dq, command, after)
-                self._work.set()
-            with self._slots_lock:
-                for r in batch:
-                    if self._running.get(r.task.key) is r.task:
-                        del self._running[r.task.key]
+                self._wake_dispatcher()
+            if tasks:
+                running = self._running
+                with self._slots_lock:
+                    for task in tasks:
+                        key = (task.job.id, task.attempt)
+                        if running.get(key) is task:
+                            del running[key]
 
     # -- timeouts ----------------------------------------------------------------------------
     def _timeout_loop(self) -> None:
@@ -632,7 +651,7 @@ class Controller:
                 dq, lambda core, now: core.tick(now), lambda step: self._effects(step.effects)
             )
             if step.records:
-                self._work.set()
+                self._wake_dispatcher()
             self._update_depth()
 
     def _abandon(self, timed_out: list[TimedOut]) -> None:
@@ -646,9 +665,12 @@ class Controller:
                     continue
                 task.ctx.cancel(f"timed out on attempt {t.attempt}")
                 worker = task.worker
-                if task.done or worker is None or worker.abandoned:
+                if worker is None:
                     continue
-                worker.abandoned = True
+                with worker.lock:  # the worker marks done and reads abandoned under it
+                    if task.done or worker.abandoned:
+                        continue
+                    worker.abandoned = True
                 replace.append(worker)
                 log.info(
                     "%s: job %r attempt %d passed its deadline; abandoning %s",
@@ -683,15 +705,15 @@ class Controller:
             dq.snapshot()  # stop() joins this loop before its own final snapshot
 
     # == effects ============================================================================
-    def _effects(
-        self, effects: Iterable[Effect], durations: dict[str, float] | None = None
-    ) -> None:
-        """Count and report what a durable step did (runs outside every lock)."""
+    def _effects(self, effects: Iterable[Effect], results: Sequence[Result] = ()) -> None:
+        """Count and report what a durable step did (runs outside every lock); ``results``
+        are the worker results the step applied (their durations go to the metrics)."""
         timed_out: list[TimedOut] = []
+        completed: list[str] = []
         late = timeouts = retries = 0
         for e in effects:
             if isinstance(e, Completed):
-                self.metrics.on_complete(e.job_id, (durations or {}).get(e.job_id, 0.0))
+                completed.append(e.job_id)
             elif isinstance(e, LateAck):
                 late += 1
                 log.debug(
@@ -714,6 +736,8 @@ class Controller:
             elif isinstance(e, DeadLettered):
                 log.info("%s: job %r is dead: %s", self.name, e.job_id, e.reason)
                 self.metrics.on_dead(e.reason)
+        if completed and self._metrics_on:
+            self._report_completed(completed, results)
         if late or timeouts or retries:
             with self._state_cond:
                 self.late_acks += late
@@ -721,6 +745,18 @@ class Controller:
                 self.retries += retries
         if timed_out:
             self._abandon(timed_out)
+
+    def _report_completed(self, job_ids: list[str], results: Sequence[Result]) -> None:
+        """``on_complete`` for each completed job, or one ``on_complete_many`` call when the
+        sink has it (``QueueMetrics`` does: one lock round per batch, not two per job)."""
+        took = {r.task.job.id: r.duration_s for r in results if r.ok}
+        durations = [took.get(job_id, 0.0) for job_id in job_ids]
+        many = getattr(self.metrics, "on_complete_many", None)
+        if many is not None:
+            many(durations)
+        else:
+            for job_id, duration_s in zip(job_ids, durations, strict=True):
+                self.metrics.on_complete(job_id, duration_s)
 
     def _run_step(
         self,
@@ -730,7 +766,8 @@ class Controller:
     ) -> Step:
         """``dq.run(command)`` then ``after(step)`` (effects), counted as one step in
         progress: ``wait_until`` judges only states whose every step is durable and whose
-        effects were performed (counters and metrics included)."""
+        effects were performed (counters and metrics included), so waiters are woken only
+        when the last step in progress ends."""
         with self._state_cond:
             self._busy += 1
         try:
@@ -740,7 +777,8 @@ class Controller:
         finally:
             with self._state_cond:
                 self._busy -= 1
-                self._state_cond.notify_all()
+                if not self._busy:
+                    self._state_cond.notify_all()
 
     def _update_depth(self) -> None:
         dq = self.durable

@@ -133,6 +133,10 @@ def job_kind(payload: object) -> str:
     >>> job_kind({"kind": "sleep", "seconds": 0.2}), job_kind({"index": 0, "value": 7})
     ('sleep', 'noop')
     """
+    if type(payload) is dict:  # the common case, without the ABC check
+        kind = payload.get("kind")
+        if type(kind) is str and kind:
+            return kind
     if not isinstance(payload, Mapping):
         return "noop"
     if "kind" in payload:
@@ -207,8 +211,7 @@ class HandlerRegistry:
         docstring); nothing is retried here.
         """
         kind = job_kind(job.payload)
-        with self._lock:
-            fn = self._handlers.get(kind)
+        fn = self._handlers.get(kind)  # no lock: one dict read is atomic, register() locks
         if fn is None:
             raise HandlerError(
                 f"unknown job kind {kind!r} (known: {', '.join(self.kinds())})", kind=kind
@@ -224,6 +227,8 @@ class HandlerRegistry:
             raise
         except Exception as exc:  # a handler bug must fail the job, not kill the worker
             raise HandlerError(f"{kind}: {type(exc).__name__}: {exc}", kind=kind) from exc
+        if result is None:
+            return result
         try:
             orjson.dumps(result)
         except (TypeError, orjson.JSONEncodeError) as exc:

@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
 from socketserver import ThreadingMixIn
 from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -222,6 +223,15 @@ class QueueMetrics:
         self.completed.inc()
         self.duration.observe(max(0.0, duration_s))
 
+    def on_complete_many(self, durations_s: Sequence[float]) -> None:
+        """``len(durations_s)`` jobs were acknowledged, after running that long each: the
+        same counts as one ``on_complete`` per job, with one lock round per bucket touched
+        instead of two per job (the controller reports a whole ACK batch at once)."""
+        if not durations_s:
+            return
+        self.completed.inc(len(durations_s))
+        _observe_many(self.duration, durations_s)
+
     def on_retry(self, cause: str) -> None:
         """A job goes back to pending; ``cause`` is fail, timeout or recovered.
 
@@ -283,6 +293,31 @@ class QueueMetrics:
     def value(self, name: str, **labels: str) -> float | None:
         """One sample's value (``None`` if absent), e.g. ``value("queue_depth_gauge", state="dead")``."""
         return self.registry.get_sample_value(name, labels)
+
+
+def _observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """``histogram.observe(max(0, a))`` for each of ``amounts``, summed per bucket first.
+
+    Uses prometheus_client's per-child values (``_upper_bounds``, ``_buckets``, ``_sum``:
+    stable since 0.4); falls back to one ``observe`` per amount if they are missing.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for a in amounts:
+            histogram.observe(max(0.0, a))
+        return
+    counts = [0] * len(bounds)
+    s = 0.0
+    for a in amounts:
+        a = max(0.0, a)
+        s += a
+        counts[bisect_left(bounds, a)] += 1  # the first bound >= a, as observe() picks
+    total.inc(s)
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
 
 
 def _sample_key(name: str, labels: Mapping[str, str]) -> str:

@@ -1,11 +1,20 @@
 """Workers: the threads that run payload handlers, and what travels to and from them.
 
 Owns: ``Task`` (one attempt handed to one worker slot), ``Result`` (what comes back),
-``Worker`` (a thread reading its own size-1 inbox, the seed's Q6 channel) and the optional
+``Worker`` (a thread reading its own bounded inbox, the seed's Q6 channel), the channels
+themselves (``Mailbox``, and ``Inbox`` for a worker's tasks) and the optional
 process-pool path for ``compute/*`` kinds.  Must not know: the WAL, the core's rules or
 retries.  A worker never touches the queue: it posts a ``Result`` on the controller's one
-results queue, and the controller decides (ACK, FAIL, or a ``LateAck`` fenced off by the
+results mailbox, and the controller decides (ACK, FAIL, or a ``LateAck`` fenced off by the
 attempt number).
+
+Why not ``queue.Queue``?  Every job crosses three hand-offs (dispatcher -> inbox, worker
+-> results, worker -> dispatcher's free tokens), and ``queue.Queue`` takes a lock and
+runs a condition's bookkeeping for each item on both sides; a thread that loses the GIL
+while it holds that lock stalls the other side too.  A ``Mailbox`` is a ``deque`` (whose
+``append`` and ``popleft`` are atomic) plus a wake-up lock touched only when its one
+consumer sleeps, so a hand-off costs an append when the consumer is busy, which under
+load it is.
 
 Invariants kept:
 
@@ -39,10 +48,11 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import Generic, NamedTuple, TypeVar
 
 from phase1.config import Config
 from phase1.errors import SandboxViolation
@@ -50,9 +60,11 @@ from phase1.jobs import Job
 from phase1.runtime.context import Cancelled, TaskContext
 from phase1.runtime.handlers import HandlerError, HandlerRegistry, job_kind
 
-__all__ = ["Inbox", "Task", "Result", "Worker", "run_in_process"]
+__all__ = ["Inbox", "Mailbox", "Task", "Result", "Worker", "run_in_process"]
 
 log = logging.getLogger("phase1.runtime.worker")
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True, eq=False)
@@ -76,10 +88,10 @@ class Task:
         return (self.job.id, self.attempt)
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What a worker reports: ``ok`` with ``value``, or a failure with a one-line ``reason``;
-    ``cancelled`` results are not reported to the core (see the module docstring)."""
+class Result(NamedTuple):
+    """What a worker reports: ``ok``, or a failure with a one-line ``reason``; ``cancelled``
+    results are not reported to the core (see the module docstring).  A tuple: one is made
+    per job, and a frozen dataclass costs several times as much to build."""
 
     task: Task
     ok: bool
@@ -91,68 +103,133 @@ class Result:
 _STOP = None  # the inbox sentinel
 
 
-class Inbox:
-    """A worker's bounded FIFO of tasks: ``queue.Queue``'s calls the controller uses, plus
-    ``put_many``, which hands a worker several tasks with one lock round and one wake-up
-    (the dispatcher delivers a whole prefetch batch at once).  Raises ``queue.Full`` /
-    ``queue.Empty`` like ``queue.Queue``; ``maxsize <= 0`` means unbounded."""
+class Mailbox(Generic[T]):
+    """Many producers, one consumer: ``put`` is a deque append (no lock) plus, only when
+    the consumer sleeps, one wake-up; ``take`` returns everything posted so far.
 
-    __slots__ = ("maxsize", "_items", "_cond", "_putters")
+    Built for the per-job hand-offs (results to the controller, free tokens to the
+    dispatcher), where ``queue.Queue``'s lock and condition per item cost more than the
+    job.  Correct under the GIL: a producer appends before it reads ``_sleeping``, the
+    consumer sets ``_sleeping`` before it re-reads the items, so either the consumer sees
+    the item or the producer sees the consumer asleep and opens the gate.  A stale
+    wake-up only makes the consumer look once more.
+    """
+
+    __slots__ = ("_items", "_gate", "_sleeping")
+
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._gate = threading.Lock()  # held while closed; a producer releases it to wake
+        self._gate.acquire()
+        self._sleeping = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T) -> None:
+        self._items.append(item)
+        if self._sleeping:
+            self._wake()
+
+    def put_many(self, items: Iterable[T]) -> None:
+        self._items.extend(items)
+        if self._sleeping:
+            self._wake()
+
+    def _wake(self) -> None:
+        self._sleeping = False
+        try:
+            self._gate.release()
+        except RuntimeError:  # another producer opened it first
+            pass
+
+    def _sleep(self, end: float | None) -> bool:
+        """Wait until an item may have been posted or ``end`` (monotonic) passed; ``False``
+        on timeout.  May return ``True`` with nothing posted (a stale wake-up)."""
+        self._sleeping = True
+        if self._items:  # posted before the flag was visible
+            self._sleeping = False
+            return True
+        if end is None:
+            self._gate.acquire()
+            woke = True
+        else:
+            left = end - time.monotonic()
+            woke = left > 0 and self._gate.acquire(timeout=left)
+        self._sleeping = False
+        return woke
+
+    def take(self, timeout: float | None = None, limit: int = 0) -> list[T]:
+        """Every item posted so far (at most ``limit`` if > 0), in order; waits up to
+        ``timeout`` seconds (``None``: forever) for the first.  ``[]`` on timeout.
+        One consumer thread only."""
+        items = self._items
+        if not items:
+            if timeout is not None and timeout <= 0:
+                return []
+            end = None if timeout is None else time.monotonic() + timeout
+            while not items:
+                if not self._sleep(end) and not items:
+                    return []
+        out: list[T] = []
+        pop = items.popleft
+        try:
+            if limit > 0:
+                for _ in range(limit):
+                    out.append(pop())
+            else:
+                while True:
+                    out.append(pop())
+        except IndexError:
+            pass
+        return out
+
+
+class Inbox(Mailbox[Task | None]):
+    """A worker's bounded FIFO of tasks, a ``Mailbox`` with ``queue.Queue``-like calls:
+    the dispatcher hands over a whole prefetch batch with ``put_many`` (one append, and
+    one wake-up only if the worker sleeps), the worker takes one task at a time with
+    ``get``, so the tasks it has not started stay here, where a replacement worker takes
+    them over (``get_nowait``) if this one is abandoned.  ``put_many`` raises
+    ``queue.Full`` beyond ``maxsize`` tasks (``<= 0``: unbounded), ``get_nowait``
+    ``queue.Empty``; ``close`` appends the stop sentinel, which the bound leaves room for.
+    """
+
+    __slots__ = ("maxsize",)
 
     def __init__(self, maxsize: int = 0) -> None:
+        super().__init__()
         self.maxsize = maxsize
-        self._items: deque[Task | None] = deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._putters = 0  # threads blocked in put() waiting for room
 
     def qsize(self) -> int:
-        with self._cond:
-            return len(self._items)
+        return len(self._items)
 
     def put_nowait(self, item: Task | None) -> None:
         self.put_many((item,))
 
-    def put_many(self, items: Sequence[Task | None]) -> None:
+    def put_many(self, items: Iterable[Task | None]) -> None:
         """Append all of ``items`` or none (``queue.Full`` if they do not fit)."""
-        with self._cond:
-            if 0 < self.maxsize < len(self._items) + len(items):
-                raise queue.Full
-            self._items.extend(items)
-            self._cond.notify()
+        batch = items if isinstance(items, (list, tuple)) else list(items)
+        if 0 < self.maxsize < len(self._items) + len(batch):
+            raise queue.Full
+        super().put_many(batch)
 
-    def put(self, item: Task | None, timeout: float | None = None) -> None:
-        """Append ``item``, waiting up to ``timeout`` seconds for room (``queue.Full``)."""
-        end = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while 0 < self.maxsize <= len(self._items):
-                left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
-                    raise queue.Full
-                self._putters += 1
-                try:
-                    self._cond.wait(left)
-                finally:
-                    self._putters -= 1
-            self._items.append(item)
-            self._cond.notify_all()  # a getter, whichever waiter that is
+    def close(self) -> None:
+        """Append the stop sentinel: the worker exits when it gets there."""
+        self.put(_STOP)
 
     def get(self) -> Task | None:
-        with self._cond:
-            while not self._items:
-                self._cond.wait()
-            item = self._items.popleft()
-            if self._putters:
-                self._cond.notify_all()
-            return item
+        """The oldest item, waiting for one (the inbox's worker only)."""
+        items = self._items
+        while not items:
+            self._sleep(None)
+        return items.popleft()
 
     def get_nowait(self) -> Task | None:
-        with self._cond:
-            if not self._items:
-                raise queue.Empty
-            item = self._items.popleft()
-            if self._putters:
-                self._cond.notify_all()
-            return item
+        try:
+            return self._items.popleft()
+        except IndexError:
+            raise queue.Empty from None
 
 
 class Worker:
@@ -162,6 +239,10 @@ class Worker:
     start (``prefetch`` for a new slot, 1 for a replacement, which inherits the queued
     tasks of the worker it replaces), then one after each result unless abandoned.  The
     inbox holds at most ``prefetch`` tasks plus the stop sentinel.
+
+    ``lock`` (this worker's own, so workers never contend for it) guards ``abandoned``
+    and the ``done`` flag of the task it runs: the worker marks a task done and reads
+    ``abandoned`` under it; the controller reads ``done`` and sets ``abandoned`` under it.
     """
 
     def __init__(
@@ -171,9 +252,8 @@ class Worker:
         *,
         name: str,
         registry: HandlerRegistry,
-        results: queue.Queue[Result | None],
+        results: Mailbox[Result | None],
         on_free: Callable[[int], None],
-        mark_done: Callable[[Task], bool],
         pool: Executor | None = None,
         config: Config | None = None,
         prefetch: int = 1,
@@ -184,10 +264,10 @@ class Worker:
         self.inbox = Inbox(maxsize=prefetch + 1)
         self.tokens = tokens
         self.abandoned = False
+        self.lock = threading.Lock()
         self._registry = registry
         self._results = results
         self._on_free = on_free
-        self._mark_done = mark_done
         self._pool = pool
         self._config = config
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -196,27 +276,31 @@ class Worker:
         self.thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to exit once its current task (if any) is over."""
-        try:
-            self.inbox.put(_STOP, timeout=1.0)
-        except queue.Full:  # still busy with a queued task: it exits once abandoned or done
-            log.warning("worker %s did not take its stop request", self.thread.name)
+        """Ask the thread to exit once the tasks queued before are over (if any)."""
+        self.inbox.close()
 
     def _loop(self) -> None:
+        slot = self.slot
+        on_free = self._on_free
         for _ in range(self.tokens):
-            self._on_free(self.slot)
+            on_free(slot)
+        get = self.inbox.get
+        post = self._results.put
+        lock = self.lock
+        run = self._run
         while True:
-            task = self.inbox.get()
+            task = get()
             if task is _STOP:
                 return
-            result = self._run(task)
-            # mark_done answers whether this worker was abandoned meanwhile (same lock)
-            abandoned = self._mark_done(task)
-            self._results.put(result)
+            result = run(task)
+            with lock:  # see the class docstring
+                task.done = True
+                abandoned = self.abandoned
+            post(result)
             if abandoned:
                 log.debug("abandoned worker %s exits after its late result", self.thread.name)
                 return
-            self._on_free(self.slot)
+            on_free(slot)
 
     def _run(self, task: Task) -> Result:
         task.started_s = time.monotonic()
