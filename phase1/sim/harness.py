@@ -319,7 +319,7 @@ class Simulation:
         self.env = simpy.Environment()
         self._schedule = self.env.schedule
         self.clock = SimClock(self.env)
-        self.disk = SimDisk()
+        self.disk = SimDisk(log_ops=False)  # nothing here reads op_log: the WAL calls skip it
         self._ran = False
 
         # -- the seed discipline: draw every part's seed in a fixed order -----------------
