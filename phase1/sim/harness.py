@@ -44,6 +44,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from functools import partial
+from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
 import simpy
@@ -80,6 +81,8 @@ __all__ = [
 ]
 
 _EMPTY = Step()
+_new_tuple = tuple.__new__
+_PENDING = Job._field_defaults["status"]
 _NO_AUTO_ROTATION = 1 << 62  # as in runtime/durable.py: rotation only at snapshot time
 _DISTS = ("exponential", "lognormal", "fixed")
 
@@ -317,7 +320,9 @@ class Simulation:
         self.seed = seed
         self.debug_check = debug_check
         self.env = simpy.Environment()
-        self._schedule = self.env.schedule
+        # _at pushes onto the environment's heap directly, as Environment.schedule does
+        self._queue: list[Any] = self.env._queue
+        self._eid = self.env._eid
         self.clock = SimClock(self.env)
         self.disk = SimDisk(log_ops=False)  # nothing here reads op_log: the WAL calls skip it
         self._ran = False
@@ -350,6 +355,13 @@ class Simulation:
             for w in range(n_workers)
         ]
         self.slow_workers = sorted(slow_ids)
+        # per worker, per kind: _draw(w.rng, dist, mean, sigma) with its parameters worked out
+        # once (the same arithmetic, so the same draws)
+        self._service: list[list[Callable[[], float]]] = [
+            [_drawer(w.rng, k.service_dist, k.service_s_mean, k.service_sigma) for k in wl.mix]
+            for w in self.workers
+        ]
+        self._rate_each_s = wl.rate_per_s / wl.producers
         self.stuck_workers = sorted(stuck_ids)
 
         self._fsync_mean = (
@@ -434,7 +446,7 @@ class Simulation:
             self._start()
             stop = self._stop = self.env.event()
             self.env.timeout(limit).callbacks.append(lambda _e: self._finish(stop))
-            self.env.run(until=stop)
+            self._loop(stop)
         except InvariantViolation as exc:
             raise InvariantViolation(
                 f"{exc} (t={self.env.now:.6f}s); reproduce with seed={self.seed}"
@@ -471,15 +483,39 @@ class Simulation:
         self._at(self.config.snapshot_interval_s, self._snapshot_loop, self._gen)
         self._at(0.0, self._sample_loop)
 
+    def _loop(self, stop: simpy.Event) -> None:
+        """``env.run(until=stop)``: the same events in the same order (the environment's
+        heap), with the harness's timed callbacks (``_Call``) called directly instead of
+        through ``Environment.step`` and ``_fire``; other events as ``step`` does them."""
+        env = self.env
+        queue: list[Any] = env._queue
+        call_type = _Call
+        while stop.callbacks is not None:  # until ``stop`` has been processed
+            if not queue:
+                raise RuntimeError(
+                    f'No scheduled events left but "until" event was not triggered: {stop}'
+                )
+            env._now, _, _, event = heappop(queue)
+            if type(event) is call_type:
+                event.fn(*event.args)  # its callbacks list is never read again
+                continue
+            callbacks, event.callbacks = event.callbacks, None
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):
+                exc = type(event._value)(*event._value.args)
+                exc.__cause__ = event._value
+                raise exc
+
     def _rate_each(self) -> float:
-        return self.workload.rate_per_s / self.workload.producers
+        return self._rate_each_s
 
     def _at(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
         # What ``simpy.Timeout(env, delay)`` + a callback did (same heap entry: time,
         # NORMAL priority, the next event id), without building an Event and a closure.
         if delay < 0:
             raise ValueError(f"Negative delay {delay}")
-        self._schedule(_Call(fn, args), _NORMAL, delay)  # type: ignore[arg-type]
+        heappush(self._queue, (self.env._now + delay, _NORMAL, next(self._eid), _Call(fn, args)))
 
     def _t(self, *event: Any) -> None:
         self.trace_events.append((self.env.now, *event))
@@ -508,13 +544,8 @@ class Simulation:
         deps: tuple[str, ...] = ()
         if wl.depends_probability and self._acked_ids and rng.random() < wl.depends_probability:
             deps = (self._acked_ids[rng.randrange(len(self._acked_ids))],)
-        job = Job(
-            job_id,
-            payload={"kind": k.name},
-            priority=priority,
-            scheduled_at=scheduled,
-            depends_on=deps,
-        )
+        # Job(job_id, payload=..., priority=..., scheduled_at=..., depends_on=...), positionally
+        job = _new_tuple(Job, (job_id, {"kind": k.name}, 0, _PENDING, priority, scheduled, deps))
         track = _Track(job, kind, now)
         self.tracks[job_id] = track
         return track
@@ -524,7 +555,7 @@ class Simulation:
         track = self._new_job(rng)
         self._submit([track])
         if quota > 1:
-            self._at(rng.expovariate(self._rate_each()), self._arrive, p, quota - 1)
+            self._at(rng.expovariate(self._rate_each_s), self._arrive, p, quota - 1)
         else:
             self._producers_left -= 1
             self._check_drained()
@@ -651,11 +682,20 @@ class Simulation:
         assert writer is not None
         writer.fsync_upto()
         writer.mark_durable(target)
-        self._durable_at = self.env.now
+        now = self.env.now
+        self._durable_at = now
         self._syncing = False
         self.counters["fsyncs"] += 1
-        self._tr((self.env.now, "fsync", target))
-        self._release(target)
+        self._tr((now, "fsync", target))
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= target:  # _release(target), inline
+            seq, kind, payload = waiters.popleft()
+            if kind == 0:
+                tracks, first = payload
+                for tr in tracks:
+                    self._acknowledge(tr, first)
+            else:
+                self._perform(payload)
         if self._snapshot_due:
             self._snapshot()
         elif writer.unsynced > 0 and not self._syncing and not self._leader_waiting:
@@ -698,18 +738,20 @@ class Simulation:
     # -- effects -----------------------------------------------------------------------------------
     def _perform(self, effects: Iterable[Any]) -> None:
         now = self.env.now
+        tracks = self.tracks
         for eff in effects:
             cls = type(eff)
             if cls is SendToWorker:
                 self._start_task(eff)
             elif cls is Completed:
-                tr = self.tracks.get(eff.job_id)
+                job_id = eff.job_id
+                tr = tracks.get(job_id)
                 if tr is not None and tr.done_t < 0:
                     tr.done_t = now
                     if tr.lost_completion_at < 0:
-                        self._done_open.add(tr.id)
-                    self.completions.append((now, eff.job_id, now - tr.submit_t))
-                self._tr((now, "completed", eff.job_id, eff.attempt))
+                        self._done_open.add(job_id)
+                    self.completions.append((now, job_id, now - tr.submit_t))
+                self._tr((now, "completed", job_id, eff.attempt))
             elif cls is LateAck:
                 self.counters["late_acks"] += 1
                 self._t("late", eff.job_id, eff.attempt, eff.kind)
@@ -776,10 +818,11 @@ class Simulation:
 
     def _start_task(self, send: SendToWorker) -> None:
         w = self.workers[send.worker_id]
-        tr = self.tracks.get(send.job.id)
+        job_id = send.job.id
+        tr = self.tracks.get(job_id)
         if tr is not None:
             tr.deliveries += 1
-        self._tr((self.env.now, "deliver", send.job.id, w.wid, send.attempt))
+        self._tr((self.env.now, "deliver", job_id, w.wid, send.attempt))
         if not w.alive:
             return  # died between dispatch and delivery: the deadline rescues the job
         w.task += 1
@@ -793,8 +836,7 @@ class Simulation:
                 delay = max(0.0, send.deadline_s - self.env.now)
                 self._at(delay, self._abandon, w, task, self._gen)
             return
-        kind = self.workload.mix[tr.kind if tr is not None else 0]
-        service = _draw(rng, kind.service_dist, kind.service_s_mean, kind.service_sigma)
+        service = self._service[w.wid][tr.kind if tr is not None else 0]()
         ok = not (plan.job_fail_probability and rng.random() < plan.job_fail_probability)
         self._at(service * w.factor, self._task_done, w, task, self._gen, send, ok)
 
