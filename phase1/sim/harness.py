@@ -260,6 +260,9 @@ def _fire(call: _Call) -> None:
     call.fn(*call.args)
 
 
+_FIRE: list[Callable[[_Call], None]] = [_fire]  # never appended to
+
+
 class _Call:
     """A timed callback as ``Environment.step`` sees an event: ``callbacks`` (run in
     order with the event) and ``_ok`` (True: it never fails)."""
@@ -268,7 +271,8 @@ class _Call:
     _ok = True
 
     def __init__(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        self.callbacks: list[Callable[[_Call], None]] | None = [_fire]
+        # one shared list: Environment.step only reads it and sets the slot to None
+        self.callbacks: list[Callable[[_Call], None]] | None = _FIRE
         self.fn = fn
         self.args = args
 
@@ -409,9 +413,9 @@ class Simulation:
         self._unacked: dict[str, _Track] = {}  # submissions waiting for acknowledgment
         # the crash-time ledger check's candidates, kept as sets so a crash compares them
         # with the recovered core in C instead of walking every track in Python:
-        # ids acknowledged and not yet lost (acked_t >= 0, lost_enqueue_at < 0), and ids
-        # whose completion was acknowledged and not yet lost (done_t >= 0,
-        # lost_completion_at < 0)
+        # _done_open: ids whose completion was acknowledged and not yet lost (done_t >= 0,
+        # lost_completion_at < 0); _acked_open: the other ids acknowledged and not yet lost
+        # (acked_t >= 0, lost_enqueue_at < 0, not in _done_open), so it stays small
         self._acked_open: set[str] = set()
         self._done_open: set[str] = set()
         self._acked_ids: deque[str] = deque(maxlen=max(1, wl.depends_window))
@@ -518,12 +522,12 @@ class Simulation:
         heappush(self._queue, (self.env._now + delay, _NORMAL, next(self._eid), _Call(fn, args)))
 
     def _t(self, *event: Any) -> None:
-        self.trace_events.append((self.env.now, *event))
+        self.trace_events.append((self.env._now, *event))
 
     # -- producers ----------------------------------------------------------------------------------
     def _new_job(self, rng: random.Random) -> _Track:
         wl = self.workload
-        now = self.env.now
+        now = self.env._now
         n = self._next_job
         self._next_job += 1
         job_id = f"j{n:06d}"
@@ -553,7 +557,7 @@ class Simulation:
     def _arrive(self, p: int, quota: int) -> None:
         rng = self._producer_rngs[p]
         track = self._new_job(rng)
-        self._submit([track])
+        self._submit([track], new=True)
         if quota > 1:
             self._at(rng.expovariate(self._rate_each_s), self._arrive, p, quota - 1)
         else:
@@ -565,11 +569,12 @@ class Simulation:
             return
         rng = self._burst_rng
         tracks = [self._new_job(rng) for _ in range(self.workload.burst_size)]
-        self._submit(tracks)
+        self._submit(tracks, new=True)
         self._at(rng.expovariate(self.workload.burst_rate_per_s), self._burst)
 
-    def _submit(self, tracks: list[_Track]) -> None:
-        now = self.env.now
+    def _submit(self, tracks: list[_Track], new: bool = False) -> None:
+        """Submit ``tracks``; ``new``: first submissions, whose ids no core can know yet."""
+        now = self.env._now
         for tr in tracks:
             tr.waiting = True
             self._unacked[tr.id] = tr
@@ -578,14 +583,17 @@ class Simulation:
             return  # the controller is down: resubmitted when it is up again
         core = self.core
         assert core is not None
-        fresh = []
-        for tr in tracks:
-            if core.knows(tr.id):  # an at-least-once retry of a job that survived
-                self._acknowledge(tr, -1)
-            else:
-                fresh.append(tr)
-        if not fresh:
-            return
+        if new:
+            fresh = tracks
+        else:
+            fresh = []
+            for tr in tracks:
+                if core.knows(tr.id):  # an at-least-once retry of a job that survived
+                    self._acknowledge(tr, -1)
+                else:
+                    fresh.append(tr)
+            if not fresh:
+                return
         step = core.enqueue([tr.job for tr in fresh], now)
         epoch = self._epoch
         by_id = self.tracks
@@ -607,11 +615,11 @@ class Simulation:
         tr.waiting = False
         self._unacked.pop(tr.id, None)
         if tr.acked_t < 0:
-            tr.acked_t = self.env.now
-            if tr.lost_enqueue_at < 0:
+            tr.acked_t = self.env._now
+            if tr.lost_enqueue_at < 0 and not (tr.done_t >= 0 and tr.lost_completion_at < 0):
                 self._acked_open.add(tr.id)
         self._acked_ids.append(tr.id)
-        self._tr((self.env.now, "acked", tr.id, seq))
+        self._tr((self.env._now, "acked", tr.id, seq))
 
     # -- the durable path ---------------------------------------------------------------------------
     def _after_command(self, step: Step) -> None:
@@ -629,16 +637,16 @@ class Simulation:
         policy = writer.policy
         if policy == "always":
             before = self.disk.fsync_count + self.disk.fsync_dir_count
-            seq = writer.append(records, self.env.now)
+            seq = writer.append(records, self.env._now)
             n = self.disk.fsync_count + self.disk.fsync_dir_count - before
             self.counters["records"] += len(records)
-            start = max(self.env.now, self._sync_free_at)
+            start = max(self.env._now, self._sync_free_at)
             done = start + sum(self._fsync_latency() for _ in range(max(n, 1)))
             self._sync_free_at = done
             self.counters["fsyncs"] += 1
-            self._at(done - self.env.now, self._always_durable, seq, self._gen)
+            self._at(done - self.env._now, self._always_durable, seq, self._gen)
             return seq
-        seq = writer.append(records, self.env.now)
+        seq = writer.append(records, self.env._now)
         self.counters["records"] += len(records)
         if policy == "batch":
             if not self._syncing:
@@ -682,7 +690,7 @@ class Simulation:
         assert writer is not None
         writer.fsync_upto()
         writer.mark_durable(target)
-        now = self.env.now
+        now = self.env._now
         self._durable_at = now
         self._syncing = False
         self.counters["fsyncs"] += 1
@@ -704,7 +712,7 @@ class Simulation:
     def _always_durable(self, seq: int, gen: int) -> None:
         if gen != self._gen:
             return
-        self._durable_at = self.env.now
+        self._durable_at = self.env._now
         self._release(seq)
 
     def _wait(self, seq: int, kind: int, payload: Any) -> None:
@@ -737,7 +745,7 @@ class Simulation:
 
     # -- effects -----------------------------------------------------------------------------------
     def _perform(self, effects: Iterable[Any]) -> None:
-        now = self.env.now
+        now = self.env._now
         tracks = self.tracks
         for eff in effects:
             cls = type(eff)
@@ -750,6 +758,7 @@ class Simulation:
                     tr.done_t = now
                     if tr.lost_completion_at < 0:
                         self._done_open.add(job_id)
+                        self._acked_open.discard(job_id)
                     self.completions.append((now, job_id, now - tr.submit_t))
                 self._tr((now, "completed", job_id, eff.attempt))
             elif cls is LateAck:
@@ -784,7 +793,7 @@ class Simulation:
         if idle and self._maybe_ready:
             core = self.core
             assert core is not None
-            now = self.env.now
+            now = self.env._now
             while idle:
                 w = idle[0]
                 if not w.alive:
@@ -822,7 +831,7 @@ class Simulation:
         tr = self.tracks.get(job_id)
         if tr is not None:
             tr.deliveries += 1
-        self._tr((self.env.now, "deliver", job_id, w.wid, send.attempt))
+        self._tr((self.env._now, "deliver", job_id, w.wid, send.attempt))
         if not w.alive:
             return  # died between dispatch and delivery: the deadline rescues the job
         w.task += 1
@@ -833,7 +842,7 @@ class Simulation:
             self.counters["stuck_hangs"] += 1
             self._t("hang", send.job.id, w.wid)
             if plan.stuck_release == "deadline":
-                delay = max(0.0, send.deadline_s - self.env.now)
+                delay = max(0.0, send.deadline_s - self.env._now)
                 self._at(delay, self._abandon, w, task, self._gen)
             return
         service = self._service[w.wid][tr.kind if tr is not None else 0]()
@@ -856,7 +865,7 @@ class Simulation:
             return  # the process crashed or the worker died: the result is gone
         core = self.core
         assert core is not None
-        now = self.env.now
+        now = self.env._now
         job_id = send.job.id
         tr = self.tracks.get(job_id)
         if tr is not None:
@@ -1083,28 +1092,31 @@ class Simulation:
         )
         self._epoch += 1
         # -- the ledger's check: what was acknowledged must still be there ----------------------
-        # Set-based: only ids the recovered core neither completed nor dead-lettered can be
-        # unknown to it (then checked one by one); only completions it does not hold can be
-        # lost.  Each track's verdict is independent of the others, so the order is free.
-        completed = core.completed_ids()
+        # Per track: an acknowledged enqueue (not lost before) the core does not know is a
+        # lost enqueue; else an acknowledged completion (not lost before) the core has not
+        # completed is a lost completion.  Set-based: the ids not yet completed are few and
+        # checked one by one; only completions the recovered core does not hold are looked
+        # at.  Each track's verdict is independent of the others, so the order is free.
         tracks = self.tracks
-        lost_enq_ids = set()
-        for job_id in self._acked_open.difference(completed, core.dead_reasons()):
-            if not core.knows(job_id):
-                tr = tracks[job_id]
-                tr.lost_enqueue_at = index
-                lost_enq_ids.add(job_id)
-        self._acked_open -= lost_enq_ids
-        lost_enq = len(lost_enq_ids)
+        acked_open, done_open = self._acked_open, self._done_open
+        lost_enq_ids = {job_id for job_id in acked_open if not core.knows(job_id)}
+        acked_open -= lost_enq_ids
         lost_ack = 0
-        for job_id in self._done_open.difference(completed):
-            if job_id in lost_enq_ids:
-                continue  # counted as a lost enqueue at this crash (the check's elif)
+        for job_id in done_open.difference(core.completed_ids()):
             tr = tracks[job_id]
+            open_enqueue = tr.acked_t >= 0 and tr.lost_enqueue_at < 0
+            if open_enqueue and not core.knows(job_id):
+                lost_enq_ids.add(job_id)  # stays in _done_open, as its done_t does
+                continue
             tr.lost_completion_at = index
             tr.done_t = -1.0  # it has to complete again
             lost_ack += 1
-            self._done_open.discard(job_id)
+            done_open.discard(job_id)
+            if open_enqueue:
+                acked_open.add(job_id)
+        for job_id in lost_enq_ids:
+            tracks[job_id].lost_enqueue_at = index
+        lost_enq = len(lost_enq_ids)
         rec = {
             "crash": index,
             "t": now,
