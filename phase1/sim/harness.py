@@ -1212,7 +1212,13 @@ class Ledger:
                 continue
             acknowledged += 1
             is_lost = tr.lost_enqueue_at >= 0 or tr.lost_completion_at >= 0
-            if tr.lost_enqueue_at < 0 and not core.knows(tr.id):
+            job_id = tr.id
+            if (
+                tr.lost_enqueue_at < 0
+                and job_id not in completed
+                and job_id not in dead
+                and not core.knows(job_id)
+            ):
                 is_lost = True  # gone without a crash: a bug in the shell or the core
             if is_lost:
                 lost += 1
