@@ -1,7 +1,9 @@
 """Hot spots behind the missed ``sim`` and ``e2e`` targets (not part of ``python -m benchmarks``).
 
 ``python -m benchmarks.profiles sim``: cProfile of one 20,000-job crash-storm run (after a
-warm-up run), top 25 by tottime and by cumulative time.
+warm-up run), top 25 by tottime and by cumulative time, then the time spent in calls the
+harness (``phase1/sim/harness.py``) makes into other code (the real core, WAL, recovery,
+``SimDisk`` under the WAL, ``random``): what is left if the harness itself cost nothing.
 
 ``python -m benchmarks.profiles e2e [--prefetch P] [--jobs N]``: a ``Controller`` run as in
 ``e2e.controller_prefetch*``: CPU seconds from the first submit to idle, per thread role
@@ -53,6 +55,8 @@ def profile_sim(jobs: int) -> str:
         f"# crash-storm seed 1, {jobs} jobs: {plain:,.0f} jobs/s without the profiler\n"
         f"## top 25 by tottime\n{_stats([prof], 'tottime', 25)}\n"
         f"## top 30 by cumulative\n{_stats([prof], 'cumulative', 30)}\n"
+        f"## calls out of the harness, by callee (cumulative time, share of the run)\n"
+        f"{_calls_out_of(prof, 'phase1/sim/harness.py', 15)}\n"
     )
 
 
@@ -77,6 +81,28 @@ def _thread_cpu_s() -> collections.Counter[str]:
         role = "worker" if role.startswith("worker") else role
         out[role] += (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+def _calls_out_of(prof: cProfile.Profile, caller_file: str, n: int) -> str:
+    """Cumulative time of the calls that functions of ``caller_file`` make into functions
+    defined elsewhere, summed per callee; the rest of the run is the caller's own time."""
+    st = pstats.Stats(prof)
+    total = st.total_tt  # type: ignore[attr-defined]
+    by: dict[str, float] = collections.defaultdict(float)
+    for callee, (_, _, _, _, callers) in st.stats.items():  # type: ignore[attr-defined]
+        if callee[0].endswith(caller_file):
+            continue
+        for caller, (_, _, _, cumtime) in callers.items():
+            if caller[0].endswith(caller_file):
+                by[f"{callee[0].rsplit('/', 1)[-1]}:{callee[2]}"] += cumtime
+    top = sorted(by.items(), key=lambda kv: -kv[1])[:n]
+    lines = [f"{t:8.3f} s {100 * t / total:5.1f}%  {name}" for name, t in top]
+    out = sum(by.values())
+    lines.append(
+        f"{out:8.3f} s {100 * out / total:5.1f}%  all calls out of {caller_file} "
+        f"(its own time: {100 - 100 * out / total:.0f}% of {total:.3f} s)"
+    )
+    return "\n".join(lines)
 
 
 def profile_e2e(prefetch: int, jobs: int) -> str:

@@ -327,6 +327,36 @@ def test_op_log_records_ops_in_order_with_sizes_and_counters() -> None:
     )
 
 
+def test_log_ops_false_skips_only_the_log_of_appends_and_fsyncs() -> None:
+    """The harness's disk (``log_ops=False``) keeps the same bytes, pending ops and power-loss
+    outcome as a logging disk, and logs only the ops other than append/fsync."""
+    disks = [SimDisk(), SimDisk(log_ops=False)]
+    for disk in disks:
+        disk.makedirs("data")
+        disk.write(WAL, b"")
+        disk.fsync(WAL)
+        disk.fsync_dir("data")
+        disk.append(WAL, b"abcd")
+        disk.append(WAL, bytearray(b"ef"))
+        disk.fsync(WAL)
+        disk.truncate(WAL, 5)
+        disk.append(WAL, b"ghij")
+        disk.append(WAL, b"kl")
+    logging, quiet = disks
+    assert quiet.read(WAL) == logging.read(WAL) == b"abcdeghijkl"
+    assert quiet.durable_files() == logging.durable_files() == {WAL: b"abcdef"}
+    assert quiet.pending_writes(WAL) == logging.pending_writes(WAL)
+    assert quiet.fsync_count == logging.fsync_count == 2
+    assert quiet.bytes_written == logging.bytes_written == 12
+    assert [op.kind for op in quiet.op_log] == ["makedirs", "write", "fsync_dir", "truncate"]
+    assert [op.kind for op in logging.op_log].count("append") == 4
+    quiet.check()
+    for disk in disks:
+        disk.crash("power", random.Random(5), torn=True, zero_fill=True)
+    assert quiet.durable_files() == logging.durable_files()
+    assert quiet.read(WAL) == logging.read(WAL)
+
+
 def test_state_round_trips_and_is_a_deep_copy() -> None:
     disk = three_appends()
     state = disk.state()

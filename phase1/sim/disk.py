@@ -74,9 +74,18 @@ CrashKind = Literal["process", "power"]
 _ROOTS = frozenset({".", "/"})
 
 
+_NORM: dict[str, str] = {}  # path -> normpath(path): the WAL's few paths, every append
+
+
 def normpath(path: str) -> str:
     """``posixpath.normpath``, with ``""`` meaning the current folder ``"."``."""
-    return posixpath.normpath(path) if path else "."
+    p = _NORM.get(path)
+    if p is None:
+        p = posixpath.normpath(path) if path else "."
+        if len(_NORM) >= 4096:
+            _NORM.clear()  # bounded: a long-lived process with many paths recomputes
+        _NORM[path] = p
+    return p
 
 
 def parent_of(path: str) -> str:
@@ -204,6 +213,7 @@ class SimDisk:
         fail_fsync_after: int | None = None,
         fail_fsync_dir_after: int | None = None,
         on_op: Callable[[DiskOp], None] | None = None,
+        log_ops: bool = True,
     ) -> None:
         self._inodes: dict[int, _Inode] = {}
         self._names: dict[str, int] = {}
@@ -218,6 +228,9 @@ class SimDisk:
         self.fail_fsync_after = fail_fsync_after
         self.fail_fsync_dir_after = fail_fsync_dir_after
         self.on_op = on_op  # called after every logged op (the explorer's hook)
+        # False: no ``op_log`` entry (and no ``on_op`` call) for ``append`` and ``fsync``,
+        # the WAL's per-record calls; the simulator's harness reads neither
+        self.log_ops = log_ops
 
     # -- queries (not logged) -------------------------------------------------------------
     def exists(self, path: str) -> bool:
@@ -271,19 +284,23 @@ class SimDisk:
     def append(self, path: str, data: bytes) -> None:
         # The WAL's hot call: the same bookkeeping as the other mutations, with the two
         # records built positionally (a frozen dataclass's __init__ costs ~0.5 us each).
-        p = normpath(path)
-        data = bytes(data)
-        inode = self._open_for_write(p)
+        p = _NORM.get(path) or normpath(path)
+        if type(data) is not bytes:
+            data = bytes(data)
+        ino = self._names.get(p)
+        inode = self._inodes[ino] if ino is not None else self._open_for_write(p)
         self._handles.add(p)
-        offset = len(inode.data)
-        size = len(data)
+        buf = inode.data
+        offset = len(buf)
         inode.pending.append(_make_pending("append", offset, data))
-        inode.data += data
+        buf += data
+        size = len(data)
         self.bytes_written += size
-        op = _make_op(len(self.op_log), "append", p, None, size, offset, True)
-        self.op_log.append(op)
-        if self.on_op is not None:
-            self.on_op(op)
+        if self.log_ops:
+            op = _make_op(len(self.op_log), "append", p, None, size, offset, True)
+            self.op_log.append(op)
+            if self.on_op is not None:
+                self.on_op(op)
 
     def truncate(self, path: str, size: int) -> None:
         p = normpath(path)
@@ -295,7 +312,7 @@ class SimDisk:
         self._log("truncate", p, size=size)
 
     def fsync(self, path: str) -> None:
-        p = normpath(path)
+        p = _NORM.get(path) or normpath(path)
         if p in self._folders:
             self.fsync_dir(p)
             return
@@ -304,11 +321,21 @@ class SimDisk:
         if self.fail_fsync_after is not None and self.fsync_count > self.fail_fsync_after:
             self._log("fsync", p, ok=False)
             raise OSError(errno.EIO, "simulated fsync failure (fail_fsync_after)", p)
-        synced = sum(len(op.data) for op in inode.pending)
+        synced = 0
+        durable = inode.durable
         for op in inode.pending:
-            op.apply(inode.durable)
+            data = op.data
+            synced += len(data)
+            if op.kind == "append" and op.offset == len(durable):
+                durable += data  # PendingOp.apply's common case, inline
+            else:
+                op.apply(durable)
         inode.pending.clear()
-        self._log("fsync", p, size=synced)
+        if self.log_ops:
+            op_ = _make_op(len(self.op_log), "fsync", p, None, synced, 0, True)
+            self.op_log.append(op_)
+            if self.on_op is not None:
+                self.on_op(op_)
 
     def fsync_dir(self, folder: str) -> None:
         f = normpath(folder)

@@ -44,6 +44,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from functools import partial
+from heapq import heappop, heappush
 from typing import Any, NamedTuple
 
 import simpy
@@ -80,6 +81,8 @@ __all__ = [
 ]
 
 _EMPTY = Step()
+_new_tuple = tuple.__new__
+_PENDING = Job._field_defaults["status"]
 _NO_AUTO_ROTATION = 1 << 62  # as in runtime/durable.py: rotation only at snapshot time
 _DISTS = ("exponential", "lognormal", "fixed")
 
@@ -257,6 +260,9 @@ def _fire(call: _Call) -> None:
     call.fn(*call.args)
 
 
+_FIRE: list[Callable[[_Call], None]] = [_fire]  # never appended to
+
+
 class _Call:
     """A timed callback as ``Environment.step`` sees an event: ``callbacks`` (run in
     order with the event) and ``_ok`` (True: it never fails)."""
@@ -265,7 +271,8 @@ class _Call:
     _ok = True
 
     def __init__(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        self.callbacks: list[Callable[[_Call], None]] | None = [_fire]
+        # one shared list: Environment.step only reads it and sets the slot to None
+        self.callbacks: list[Callable[[_Call], None]] | None = _FIRE
         self.fn = fn
         self.args = args
 
@@ -317,9 +324,11 @@ class Simulation:
         self.seed = seed
         self.debug_check = debug_check
         self.env = simpy.Environment()
-        self._schedule = self.env.schedule
+        # _at pushes onto the environment's heap directly, as Environment.schedule does
+        self._queue: list[Any] = self.env._queue
+        self._eid = self.env._eid
         self.clock = SimClock(self.env)
-        self.disk = SimDisk()
+        self.disk = SimDisk(log_ops=False)  # nothing here reads op_log: the WAL calls skip it
         self._ran = False
 
         # -- the seed discipline: draw every part's seed in a fixed order -----------------
@@ -350,6 +359,13 @@ class Simulation:
             for w in range(n_workers)
         ]
         self.slow_workers = sorted(slow_ids)
+        # per worker, per kind: _draw(w.rng, dist, mean, sigma) with its parameters worked out
+        # once (the same arithmetic, so the same draws)
+        self._service: list[list[Callable[[], float]]] = [
+            [_drawer(w.rng, k.service_dist, k.service_s_mean, k.service_sigma) for k in wl.mix]
+            for w in self.workers
+        ]
+        self._rate_each_s = wl.rate_per_s / wl.producers
         self.stuck_workers = sorted(stuck_ids)
 
         self._fsync_mean = (
@@ -397,9 +413,9 @@ class Simulation:
         self._unacked: dict[str, _Track] = {}  # submissions waiting for acknowledgment
         # the crash-time ledger check's candidates, kept as sets so a crash compares them
         # with the recovered core in C instead of walking every track in Python:
-        # ids acknowledged and not yet lost (acked_t >= 0, lost_enqueue_at < 0), and ids
-        # whose completion was acknowledged and not yet lost (done_t >= 0,
-        # lost_completion_at < 0)
+        # _done_open: ids whose completion was acknowledged and not yet lost (done_t >= 0,
+        # lost_completion_at < 0); _acked_open: the other ids acknowledged and not yet lost
+        # (acked_t >= 0, lost_enqueue_at < 0, not in _done_open), so it stays small
         self._acked_open: set[str] = set()
         self._done_open: set[str] = set()
         self._acked_ids: deque[str] = deque(maxlen=max(1, wl.depends_window))
@@ -434,7 +450,7 @@ class Simulation:
             self._start()
             stop = self._stop = self.env.event()
             self.env.timeout(limit).callbacks.append(lambda _e: self._finish(stop))
-            self.env.run(until=stop)
+            self._loop(stop)
         except InvariantViolation as exc:
             raise InvariantViolation(
                 f"{exc} (t={self.env.now:.6f}s); reproduce with seed={self.seed}"
@@ -471,23 +487,47 @@ class Simulation:
         self._at(self.config.snapshot_interval_s, self._snapshot_loop, self._gen)
         self._at(0.0, self._sample_loop)
 
+    def _loop(self, stop: simpy.Event) -> None:
+        """``env.run(until=stop)``: the same events in the same order (the environment's
+        heap), with the harness's timed callbacks (``_Call``) called directly instead of
+        through ``Environment.step`` and ``_fire``; other events as ``step`` does them."""
+        env = self.env
+        queue: list[Any] = env._queue
+        call_type = _Call
+        while stop.callbacks is not None:  # until ``stop`` has been processed
+            if not queue:
+                raise RuntimeError(
+                    f'No scheduled events left but "until" event was not triggered: {stop}'
+                )
+            env._now, _, _, event = heappop(queue)
+            if type(event) is call_type:
+                event.fn(*event.args)  # its callbacks list is never read again
+                continue
+            callbacks, event.callbacks = event.callbacks, None
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):
+                exc = type(event._value)(*event._value.args)
+                exc.__cause__ = event._value
+                raise exc
+
     def _rate_each(self) -> float:
-        return self.workload.rate_per_s / self.workload.producers
+        return self._rate_each_s
 
     def _at(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
         # What ``simpy.Timeout(env, delay)`` + a callback did (same heap entry: time,
         # NORMAL priority, the next event id), without building an Event and a closure.
         if delay < 0:
             raise ValueError(f"Negative delay {delay}")
-        self._schedule(_Call(fn, args), _NORMAL, delay)  # type: ignore[arg-type]
+        heappush(self._queue, (self.env._now + delay, _NORMAL, next(self._eid), _Call(fn, args)))
 
     def _t(self, *event: Any) -> None:
-        self.trace_events.append((self.env.now, *event))
+        self.trace_events.append((self.env._now, *event))
 
     # -- producers ----------------------------------------------------------------------------------
     def _new_job(self, rng: random.Random) -> _Track:
         wl = self.workload
-        now = self.env.now
+        now = self.env._now
         n = self._next_job
         self._next_job += 1
         job_id = f"j{n:06d}"
@@ -508,13 +548,8 @@ class Simulation:
         deps: tuple[str, ...] = ()
         if wl.depends_probability and self._acked_ids and rng.random() < wl.depends_probability:
             deps = (self._acked_ids[rng.randrange(len(self._acked_ids))],)
-        job = Job(
-            job_id,
-            payload={"kind": k.name},
-            priority=priority,
-            scheduled_at=scheduled,
-            depends_on=deps,
-        )
+        # Job(job_id, payload=..., priority=..., scheduled_at=..., depends_on=...), positionally
+        job = _new_tuple(Job, (job_id, {"kind": k.name}, 0, _PENDING, priority, scheduled, deps))
         track = _Track(job, kind, now)
         self.tracks[job_id] = track
         return track
@@ -522,9 +557,9 @@ class Simulation:
     def _arrive(self, p: int, quota: int) -> None:
         rng = self._producer_rngs[p]
         track = self._new_job(rng)
-        self._submit([track])
+        self._submit([track], new=True)
         if quota > 1:
-            self._at(rng.expovariate(self._rate_each()), self._arrive, p, quota - 1)
+            self._at(rng.expovariate(self._rate_each_s), self._arrive, p, quota - 1)
         else:
             self._producers_left -= 1
             self._check_drained()
@@ -534,11 +569,12 @@ class Simulation:
             return
         rng = self._burst_rng
         tracks = [self._new_job(rng) for _ in range(self.workload.burst_size)]
-        self._submit(tracks)
+        self._submit(tracks, new=True)
         self._at(rng.expovariate(self.workload.burst_rate_per_s), self._burst)
 
-    def _submit(self, tracks: list[_Track]) -> None:
-        now = self.env.now
+    def _submit(self, tracks: list[_Track], new: bool = False) -> None:
+        """Submit ``tracks``; ``new``: first submissions, whose ids no core can know yet."""
+        now = self.env._now
         for tr in tracks:
             tr.waiting = True
             self._unacked[tr.id] = tr
@@ -547,14 +583,17 @@ class Simulation:
             return  # the controller is down: resubmitted when it is up again
         core = self.core
         assert core is not None
-        fresh = []
-        for tr in tracks:
-            if core.knows(tr.id):  # an at-least-once retry of a job that survived
-                self._acknowledge(tr, -1)
-            else:
-                fresh.append(tr)
-        if not fresh:
-            return
+        if new:
+            fresh = tracks
+        else:
+            fresh = []
+            for tr in tracks:
+                if core.knows(tr.id):  # an at-least-once retry of a job that survived
+                    self._acknowledge(tr, -1)
+                else:
+                    fresh.append(tr)
+            if not fresh:
+                return
         step = core.enqueue([tr.job for tr in fresh], now)
         epoch = self._epoch
         by_id = self.tracks
@@ -576,11 +615,11 @@ class Simulation:
         tr.waiting = False
         self._unacked.pop(tr.id, None)
         if tr.acked_t < 0:
-            tr.acked_t = self.env.now
-            if tr.lost_enqueue_at < 0:
+            tr.acked_t = self.env._now
+            if tr.lost_enqueue_at < 0 and not (tr.done_t >= 0 and tr.lost_completion_at < 0):
                 self._acked_open.add(tr.id)
         self._acked_ids.append(tr.id)
-        self._tr((self.env.now, "acked", tr.id, seq))
+        self._tr((self.env._now, "acked", tr.id, seq))
 
     # -- the durable path ---------------------------------------------------------------------------
     def _after_command(self, step: Step) -> None:
@@ -598,16 +637,16 @@ class Simulation:
         policy = writer.policy
         if policy == "always":
             before = self.disk.fsync_count + self.disk.fsync_dir_count
-            seq = writer.append(records, self.env.now)
+            seq = writer.append(records, self.env._now)
             n = self.disk.fsync_count + self.disk.fsync_dir_count - before
             self.counters["records"] += len(records)
-            start = max(self.env.now, self._sync_free_at)
+            start = max(self.env._now, self._sync_free_at)
             done = start + sum(self._fsync_latency() for _ in range(max(n, 1)))
             self._sync_free_at = done
             self.counters["fsyncs"] += 1
-            self._at(done - self.env.now, self._always_durable, seq, self._gen)
+            self._at(done - self.env._now, self._always_durable, seq, self._gen)
             return seq
-        seq = writer.append(records, self.env.now)
+        seq = writer.append(records, self.env._now)
         self.counters["records"] += len(records)
         if policy == "batch":
             if not self._syncing:
@@ -651,11 +690,20 @@ class Simulation:
         assert writer is not None
         writer.fsync_upto()
         writer.mark_durable(target)
-        self._durable_at = self.env.now
+        now = self.env._now
+        self._durable_at = now
         self._syncing = False
         self.counters["fsyncs"] += 1
-        self._tr((self.env.now, "fsync", target))
-        self._release(target)
+        self._tr((now, "fsync", target))
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= target:  # _release(target), inline
+            seq, kind, payload = waiters.popleft()
+            if kind == 0:
+                tracks, first = payload
+                for tr in tracks:
+                    self._acknowledge(tr, first)
+            else:
+                self._perform(payload)
         if self._snapshot_due:
             self._snapshot()
         elif writer.unsynced > 0 and not self._syncing and not self._leader_waiting:
@@ -664,7 +712,7 @@ class Simulation:
     def _always_durable(self, seq: int, gen: int) -> None:
         if gen != self._gen:
             return
-        self._durable_at = self.env.now
+        self._durable_at = self.env._now
         self._release(seq)
 
     def _wait(self, seq: int, kind: int, payload: Any) -> None:
@@ -697,19 +745,22 @@ class Simulation:
 
     # -- effects -----------------------------------------------------------------------------------
     def _perform(self, effects: Iterable[Any]) -> None:
-        now = self.env.now
+        now = self.env._now
+        tracks = self.tracks
         for eff in effects:
             cls = type(eff)
             if cls is SendToWorker:
                 self._start_task(eff)
             elif cls is Completed:
-                tr = self.tracks.get(eff.job_id)
+                job_id = eff.job_id
+                tr = tracks.get(job_id)
                 if tr is not None and tr.done_t < 0:
                     tr.done_t = now
                     if tr.lost_completion_at < 0:
-                        self._done_open.add(tr.id)
-                    self.completions.append((now, eff.job_id, now - tr.submit_t))
-                self._tr((now, "completed", eff.job_id, eff.attempt))
+                        self._done_open.add(job_id)
+                        self._acked_open.discard(job_id)
+                    self.completions.append((now, job_id, now - tr.submit_t))
+                self._tr((now, "completed", job_id, eff.attempt))
             elif cls is LateAck:
                 self.counters["late_acks"] += 1
                 self._t("late", eff.job_id, eff.attempt, eff.kind)
@@ -742,7 +793,7 @@ class Simulation:
         if idle and self._maybe_ready:
             core = self.core
             assert core is not None
-            now = self.env.now
+            now = self.env._now
             while idle:
                 w = idle[0]
                 if not w.alive:
@@ -776,10 +827,11 @@ class Simulation:
 
     def _start_task(self, send: SendToWorker) -> None:
         w = self.workers[send.worker_id]
-        tr = self.tracks.get(send.job.id)
+        job_id = send.job.id
+        tr = self.tracks.get(job_id)
         if tr is not None:
             tr.deliveries += 1
-        self._tr((self.env.now, "deliver", send.job.id, w.wid, send.attempt))
+        self._tr((self.env._now, "deliver", job_id, w.wid, send.attempt))
         if not w.alive:
             return  # died between dispatch and delivery: the deadline rescues the job
         w.task += 1
@@ -790,11 +842,10 @@ class Simulation:
             self.counters["stuck_hangs"] += 1
             self._t("hang", send.job.id, w.wid)
             if plan.stuck_release == "deadline":
-                delay = max(0.0, send.deadline_s - self.env.now)
+                delay = max(0.0, send.deadline_s - self.env._now)
                 self._at(delay, self._abandon, w, task, self._gen)
             return
-        kind = self.workload.mix[tr.kind if tr is not None else 0]
-        service = _draw(rng, kind.service_dist, kind.service_s_mean, kind.service_sigma)
+        service = self._service[w.wid][tr.kind if tr is not None else 0]()
         ok = not (plan.job_fail_probability and rng.random() < plan.job_fail_probability)
         self._at(service * w.factor, self._task_done, w, task, self._gen, send, ok)
 
@@ -814,7 +865,7 @@ class Simulation:
             return  # the process crashed or the worker died: the result is gone
         core = self.core
         assert core is not None
-        now = self.env.now
+        now = self.env._now
         job_id = send.job.id
         tr = self.tracks.get(job_id)
         if tr is not None:
@@ -1041,28 +1092,31 @@ class Simulation:
         )
         self._epoch += 1
         # -- the ledger's check: what was acknowledged must still be there ----------------------
-        # Set-based: only ids the recovered core neither completed nor dead-lettered can be
-        # unknown to it (then checked one by one); only completions it does not hold can be
-        # lost.  Each track's verdict is independent of the others, so the order is free.
-        completed = core.completed_ids()
+        # Per track: an acknowledged enqueue (not lost before) the core does not know is a
+        # lost enqueue; else an acknowledged completion (not lost before) the core has not
+        # completed is a lost completion.  Set-based: the ids not yet completed are few and
+        # checked one by one; only completions the recovered core does not hold are looked
+        # at.  Each track's verdict is independent of the others, so the order is free.
         tracks = self.tracks
-        lost_enq_ids = set()
-        for job_id in self._acked_open.difference(completed, core.dead_reasons()):
-            if not core.knows(job_id):
-                tr = tracks[job_id]
-                tr.lost_enqueue_at = index
-                lost_enq_ids.add(job_id)
-        self._acked_open -= lost_enq_ids
-        lost_enq = len(lost_enq_ids)
+        acked_open, done_open = self._acked_open, self._done_open
+        lost_enq_ids = {job_id for job_id in acked_open if not core.knows(job_id)}
+        acked_open -= lost_enq_ids
         lost_ack = 0
-        for job_id in self._done_open.difference(completed):
-            if job_id in lost_enq_ids:
-                continue  # counted as a lost enqueue at this crash (the check's elif)
+        for job_id in done_open.difference(core.completed_ids()):
             tr = tracks[job_id]
+            open_enqueue = tr.acked_t >= 0 and tr.lost_enqueue_at < 0
+            if open_enqueue and not core.knows(job_id):
+                lost_enq_ids.add(job_id)  # stays in _done_open, as its done_t does
+                continue
             tr.lost_completion_at = index
             tr.done_t = -1.0  # it has to complete again
             lost_ack += 1
-            self._done_open.discard(job_id)
+            done_open.discard(job_id)
+            if open_enqueue:
+                acked_open.add(job_id)
+        for job_id in lost_enq_ids:
+            tracks[job_id].lost_enqueue_at = index
+        lost_enq = len(lost_enq_ids)
         rec = {
             "crash": index,
             "t": now,
@@ -1158,7 +1212,13 @@ class Ledger:
                 continue
             acknowledged += 1
             is_lost = tr.lost_enqueue_at >= 0 or tr.lost_completion_at >= 0
-            if tr.lost_enqueue_at < 0 and not core.knows(tr.id):
+            job_id = tr.id
+            if (
+                tr.lost_enqueue_at < 0
+                and job_id not in completed
+                and job_id not in dead
+                and not core.knows(job_id)
+            ):
                 is_lost = True  # gone without a crash: a bug in the shell or the core
             if is_lost:
                 lost += 1
