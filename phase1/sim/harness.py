@@ -788,8 +788,9 @@ class Simulation:
         records: tuple[Any, ...] | list[Any] = extra.records if extra is not None else ()
         effects: tuple[Any, ...] | list[Any] = extra.effects if extra is not None else ()
         idle = self._idle
-        # Probe only when something may have become ready (an empty dispatch is not free);
-        # not core.has_ready(): it consumes the head of the ready FIFO as of core 6d9694a.
+        # Probe only when something may have become ready (an empty dispatch is not free).
+        # core.has_ready() is a pure query too, but asking it first would scan the ready
+        # FIFOs twice whenever a job is there, the common case.
         if idle and self._maybe_ready:
             core = self.core
             assert core is not None
