@@ -862,11 +862,6 @@ class WalWriter:
         self._waiting: deque[tuple[int, float | None]] = deque()
         self._poison: str | None = None
         self._closed = False
-        # append_deferred: encoded lines not yet handed to the disk, and the seq they end at;
-        # take_deferred moves them to _taken (written by the next fsync_upto).
-        self._deferred: list[bytes] = []
-        self._taken: list[bytes] = []
-        self._taken_upto = next_seq - 1  # the last seq written or taken (not deferred)
         try:
             disk.makedirs(self._folder)
             self._size = disk.size(wal_path) if disk.exists(wal_path) else 0
@@ -922,23 +917,6 @@ class WalWriter:
         self._check_usable()
         if not records:
             return self._appended
-        data = self._encode(records)
-        if self._deferred or self._taken:
-            self._write_deferred()  # keep the file in seq order
-        try:
-            self.disk.append(self.wal_path, data)
-        except OSError as exc:
-            raise self._poisoned_by("append", self.wal_path, exc) from exc
-        self._appended = self._taken_upto = records[-1].seq
-        self._size += len(data)
-        self._waiting.append((self._appended, now_s))
-        if self.policy == "always":
-            self.sync()
-        if self._size >= self.segment_bytes:
-            self.rotate()
-        return self._appended
-
-    def _encode(self, records: Sequence[Record]) -> bytes:
         expected = self._appended + 1
         for i, rec in enumerate(records):
             if rec.seq != expected + i:
@@ -946,52 +924,19 @@ class WalWriter:
                     f"{self.wal_path}: record {i} has seq {rec.seq}, expected {expected + i} "
                     f"(the log continues at {expected}); nothing written"
                 )
-        return encode_records(records)
-
-    def append_deferred(self, records: Sequence[Record], now_s: float | None = None) -> int:
-        """``append`` without the disk call: the lines stay in memory until ``take_deferred``
-        + ``fsync_upto`` (or ``sync``, ``rotate``, ``close``, a plain ``append``) write them.
-
-        For a group-commit caller (policy ``batch``) that acknowledges a record only after
-        an fsync covers it: the fsync's thread then writes every waiting line with one
-        ``disk.append``, and appending threads make no system call under their lock.  Not
-        for ``never`` (acknowledged lines must reach the OS) nor ``always``.
-        """
-        self._check_usable()
-        if self.policy != "batch":
-            raise ValueError(f"append_deferred needs policy batch, not {self.policy!r}")
-        if not records:
-            return self._appended
-        data = self._encode(records)
-        self._deferred.append(data)
-        self._appended = records[-1].seq
-        self._size += len(data)
-        self._waiting.append((self._appended, now_s))
-        return self._appended
-
-    def take_deferred(self) -> int:
-        """Hand every deferred line to the next ``fsync_upto`` and return ``appended_seq``:
-        the seq that fsync will cover.  Call under the same lock as ``append_deferred``."""
-        if self._deferred:
-            self._taken.extend(self._deferred)
-            self._deferred = []
-        self._taken_upto = self._appended
-        return self._appended
-
-    def _write_deferred(self) -> None:
-        self.take_deferred()
-        self._write_taken()
-
-    def _write_taken(self) -> None:
-        taken = self._taken
-        if not taken:
-            return
-        data = taken[0] if len(taken) == 1 else b"".join(taken)
+        data = encode_records(records)
         try:
             self.disk.append(self.wal_path, data)
         except OSError as exc:
             raise self._poisoned_by("append", self.wal_path, exc) from exc
-        self._taken = []
+        self._appended = records[-1].seq
+        self._size += len(data)
+        self._waiting.append((self._appended, now_s))
+        if self.policy == "always":
+            self.sync()
+        if self._size >= self.segment_bytes:
+            self.rotate()
+        return self._appended
 
     def sync_due(self, now_s: float) -> bool:
         """Should the caller fsync now (``batch``: size or age of the waiting batch)?"""
@@ -1006,12 +951,9 @@ class WalWriter:
     def fsync_upto(self) -> int:
         """fsync the active segment; return the seq that fsync covers (``appended_seq`` when
         it started).  Does not change ``durable_seq``: call ``mark_durable`` with the result.
-        May run outside the caller's lock, but never concurrently with ``rotate`` or another
-        ``fsync_upto``.  Lines deferred by ``append_deferred`` are written first if
-        ``take_deferred`` handed them over (under the lock); later ones are not covered."""
+        May run outside the caller's lock, but never concurrently with ``rotate``."""
         self._check_usable()
-        target = self._taken_upto  # appended_seq unless lines are deferred and not taken
-        self._write_taken()
+        target = self._appended
         if target <= self._durable:
             return target
         try:
@@ -1039,7 +981,6 @@ class WalWriter:
 
     def sync(self) -> int:
         """fsync and mark durable (single-threaded callers); returns ``durable_seq``."""
-        self.take_deferred()
         self.mark_durable(self.fsync_upto())
         return self._durable
 
@@ -1053,7 +994,6 @@ class WalWriter:
         """
         self._check_usable()
         path = self.wal_path
-        self._write_deferred()
         try:
             if not self.disk.exists(path) or self.disk.size(path) == 0:
                 return None

@@ -462,39 +462,6 @@ def test_batch_syncs_by_size_and_by_interval(tmp_path: Path) -> None:
     assert writer.sync_due(300.02)
 
 
-def test_deferred_appends_reach_the_disk_only_with_the_fsync_that_covers_them(
-    tmp_path: Path,
-) -> None:
-    disk = CountingDisk()
-    path = tmp_path / "wal.log"
-    writer = WalWriter(disk, str(path), next_seq=1)
-    assert writer.append_deferred(recs(1, 2), now_s=1.0) == 2
-    with pytest.raises(ValueError, match="expected 3"):
-        writer.append_deferred(recs(4, 4))
-    assert not path.exists() and writer.unsynced == 2  # counted, not written
-    assert writer.sync_due(1.0 + writer.batch_interval_s)
-    assert writer.take_deferred() == 2
-    writer.append_deferred(recs(3, 3), now_s=2.0)  # after the take: not in this fsync
-    assert writer.fsync_upto() == 2 and disk.fsyncs == 1
-    assert path.read_bytes() == encode_records(recs(1, 2))
-    writer.mark_durable(2)
-    # A plain append, a sync, a rotation: each writes what is deferred first, in order.
-    writer.append(recs(4, 4))
-    assert path.read_bytes() == encode_records(recs(1, 4))
-    writer.append_deferred(recs(5, 6))
-    assert writer.sync() == 6 and path.read_bytes() == encode_records(recs(1, 6))
-    writer.append_deferred(recs(7, 7))
-    closed = writer.rotate()
-    assert closed is not None and writer.durable_seq == 7
-    writer.append_deferred(recs(8, 8))
-    writer.close()
-    assert read_wal(disk, str(path)).records == recs(1, 8)
-    with pytest.raises(ValueError, match="policy batch"):
-        WalWriter(disk, str(tmp_path / "n.log"), next_seq=1, policy="never").append_deferred(
-            [rec(1)]
-        )
-
-
 def test_never_acks_appended_and_never_fsyncs(tmp_path: Path) -> None:
     disk = CountingDisk()
     writer = WalWriter(disk, str(tmp_path / "wal.log"), next_seq=1, policy="never")

@@ -8,15 +8,14 @@ Every command follows the same four beats (DESIGN.md): take the lock, call the c
 the clock's time, append ``step.records``; release the lock; wait until the records are
 durable; only then return the step so the caller performs its effects.
 
-Group commit under policy ``batch``: a caller appends its records under the lock without
-a system call (``WalWriter.append_deferred``: the lines stay in memory), then waits until
-an fsync covers them.  When no fsync is in flight, the caller itself writes and fsyncs
+Group commit under policy ``batch``: a caller appends its records under the lock, then
+waits until an fsync covers them.  When no fsync is in flight, the caller itself fsyncs
 everything appended so far, outside the lock (a lone caller never switches threads).
 Callers that append while an fsync is in flight queue up, each blocked on its own lock;
-the fsync's end hands them to a syncer thread (started on first need) that loops
-write + fsync while anyone waits, claiming the next fsync before it wakes exactly the
-callers the last one covered.  So one fsync releases every waiter it covers, nobody is
-woken to find its record still unsynced, and under load no caller waits for a leader
+the fsync's end hands them to a syncer thread (started on first need) that loops fsync
+while anyone waits, claiming the next fsync before it wakes exactly the callers the last
+one covered.  So one fsync releases every waiter it covers, nobody is woken to find its
+record still unsynced or to re-take the lock, and under load no caller waits for a leader
 election.  ``batch_interval`` > 0 makes the syncer first wait up to that long for
 ``batch_size`` records (the seed's "every 100 events or 10 ms"), which only adds latency
 on a fast disk.  ``always`` fsyncs inside each append; ``never`` acknowledges once the
@@ -186,9 +185,6 @@ class DurableQueue:
                 if self._on_fsync is not None:
                     self._on_fsync(time.perf_counter() - started, synced)
             return seq
-        if writer.policy == "batch":
-            # Acknowledged only after an fsync: the syncing thread writes the lines.
-            return writer.append_deferred(step.records, now_s=self.clock.now_s())
         return writer.append(step.records, now_s=self.clock.now_s())
 
     def wait_durable(self, seq: int) -> None:
@@ -237,7 +233,7 @@ class DurableQueue:
         """fsync everything appended so far, in the calling thread (the lock is released
         during the fsync); then hand any later waiters to the syncer thread."""
         self._syncing = True
-        target = self.writer.take_deferred()
+        target = self.writer.appended_seq
         self._lock.release()
         started = time.perf_counter()
         ok = False
@@ -334,7 +330,7 @@ class DurableQueue:
                 if not self._syncing and self._waiters:
                     if not ready or interval <= 0 or writer.unsynced >= self._batch_size:
                         self._syncing = True
-                        target = writer.take_deferred()
+                        target = writer.appended_seq
                 lock.release()
                 ok = False
                 started = 0.0
