@@ -108,9 +108,11 @@ class OsDisk:
         if fd is None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._fds[path] = fd
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        written = os.write(fd, data)
+        if written < len(data):  # a short write (rare on a regular file): finish it
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
 
     def truncate(self, path: str, size: int) -> None:
         os.truncate(path, size)
