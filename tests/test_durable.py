@@ -432,8 +432,10 @@ def test_a_lone_caller_fsyncs_inline_and_later_waiters_go_to_the_syncer_thread()
         "w1": "acknowledged",
         "w2": "acknowledged",
     }
-    # One fsync for "lead", then one by the syncer thread for the three that waited.
+    # One fsync for "lead", then one by the syncer thread for the three that waited (woken
+    # as a chain: the syncer releases the first, each releases the next).
     assert synced == [1, 1, 3] and q.fsyncs == 3 and q.records_synced == 5
+    assert not q._to_wake
     assert disk.fsync_threads[2].startswith("phase1-fsync")
     core = recovered(disk, cfg)
     assert all(core.knows(j) for j in ("alone", "lead", "w0", "w1", "w2"))

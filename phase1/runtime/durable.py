@@ -13,10 +13,11 @@ waits until an fsync covers them.  When no fsync is in flight, the caller itself
 everything appended so far, outside the lock (a lone caller never switches threads).
 Callers that append while an fsync is in flight queue up, each blocked on its own lock;
 the fsync's end hands them to a syncer thread (started on first need) that loops fsync
-while anyone waits, claiming the next fsync before it wakes exactly the callers the last
-one covered.  So one fsync releases every waiter it covers, nobody is woken to find its
-record still unsynced or to re-take the lock, and under load no caller waits for a leader
-election.  ``batch_interval`` > 0 makes the syncer first wait up to that long for
+while anyone waits.  It claims the next fsync, then wakes the first of the callers the
+last one covered; each woken caller wakes the next before it returns (a chain: the syncer
+pays one wake-up per fsync, not one per caller).  So one fsync releases every waiter it
+covers, nobody is woken to find its record still unsynced or to re-take the lock, and
+under load no caller waits for a leader election.  ``batch_interval`` > 0 makes the syncer first wait up to that long for
 ``batch_size`` records (the seed's "every 100 events or 10 ms"), which only adds latency
 on a fast disk.  ``always`` fsyncs inside each append; ``never`` acknowledges once the
 bytes are written (safe against a process crash, not against power loss).
@@ -87,6 +88,8 @@ class DurableQueue:
         # Group commit (policy batch), all guarded by _lock: callers waiting for their seq
         # to become durable, in seq order, each blocked on its own held lock.
         self._waiters: deque[tuple[int, LockType]] = deque()
+        # Callers an fsync covered, not yet released: a chain, each wakes the next.
+        self._to_wake: deque[LockType] = deque()
         self._syncing = False  # an fsync is in flight (a caller's or the syncer thread's)
         self._syncer: threading.Thread | None = None  # started on first need
         self._syncer_asleep = False  # blocked on _wake; released at most once per sleep
@@ -158,6 +161,8 @@ class DurableQueue:
             lock.release()
         if waiter is not None:
             waiter.acquire()  # released by whoever made ``seq`` durable (or failed to)
+            if self._to_wake:
+                self._wake_next()
             self._check_acked(seq)
         return step
 
@@ -201,7 +206,23 @@ class DurableQueue:
                 raise DurabilityError("the durable queue is closed; start a new one")
             waiter = self._locked_enqueue_waiter(seq)
         waiter.acquire()
+        if self._to_wake:
+            self._wake_next()
         self._check_acked(seq)
+
+    def _wake_next(self) -> None:
+        """Release the next caller of the wake-up chain (see ``_sync_loop``), if any."""
+        try:
+            self._to_wake.popleft().release()
+        except IndexError:
+            pass
+
+    def _wake_all_queued(self) -> None:
+        """Release every caller still queued on the wake-up chain (each exactly once: the
+        chain pops with the same atomic ``popleft``)."""
+        to_wake = self._to_wake
+        while to_wake:
+            self._wake_next()
 
     def _check_acked(self, seq: int) -> None:
         """After a waiter was released: return if ``seq`` is acknowledgeable, else raise."""
@@ -320,6 +341,9 @@ class DurableQueue:
             while not (self._closed or writer.poisoned or self._failure is not None):
                 if not ready:
                     if self._syncing or not self._waiters:
+                        # Off the critical path now: finish any wake-up chain ourselves
+                        # (it stops early only if a woken caller died before passing on).
+                        self._wake_all_queued()
                         self._locked_sleep(-1)
                         continue
                     if interval > 0 and writer.unsynced < self._batch_size:
@@ -335,9 +359,14 @@ class DurableQueue:
                 ok = False
                 started = 0.0
                 try:
-                    for waiter in ready:  # they return to their callers meanwhile
-                        waiter.release()
-                    ready = []
+                    if ready:
+                        # Wake the first; each woken caller wakes the next before it
+                        # returns, so this thread starts its next fsync after one wake-up
+                        # instead of one per caller.
+                        self._to_wake.extend(ready)
+                        ready = []
+                        self._wake_next()
+
                     if target >= 0:
                         started = time.perf_counter()
                         writer.fsync_upto()
@@ -359,6 +388,7 @@ class DurableQueue:
             lock.release()
             for waiter in ready:
                 waiter.release()
+            self._wake_all_queued()
 
     def _locked_gather(self, interval: float) -> None:
         """Wait up to ``interval`` s for ``batch_size`` unsynced records (the seed's "every
@@ -431,6 +461,7 @@ class DurableQueue:
                 self._waiters.clear()
                 for waiter in ready:
                     waiter.release()
+                self._wake_all_queued()
                 syncer = self._syncer
                 if syncer is not None and self._syncer_asleep:
                     self._locked_wake_syncer()
