@@ -366,7 +366,6 @@ class DurableQueue:
                         self._to_wake.extend(ready)
                         ready = []
                         self._wake_next()
-
                     if target >= 0:
                         started = time.perf_counter()
                         writer.fsync_upto()
