@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from marshal import dumps as _dumps
 from marshal import loads as _loads
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from phase1.errors import IllegalTransition, InvalidJobError, InvariantViolation
 from phase1.jobs import PRIORITY_MAX, Job, JobState
@@ -373,19 +373,14 @@ class QueueCore:
         Raises ``InvalidJobError`` for an id already known or repeated in the batch.
         A job depending on a job already dead is dead-lettered in the same step.
         """
-        seen: set[str] = set()
-        for job in jobs:
-            if job.id in seen:
-                raise InvalidJobError(
-                    f"job {job.id!r}: id is a duplicate in this batch", job_id=job.id, field="id"
-                )
-            if self.knows(job.id):
-                raise InvalidJobError(
-                    f"job {job.id!r}: id is already known (state {self.state_of(job.id)})",
-                    job_id=job.id,
-                    field="id",
-                )
-            seen.add(job.id)
+        ids = [job[0] for job in jobs]
+        if (
+            len(set(ids)) != len(ids)
+            or any(map(self._jobs.__contains__, ids))
+            or (self._completed and any(map(self._completed.__contains__, ids)))
+            or (self._dead and any(map(self._dead.__contains__, ids)))
+        ):
+            self._refuse_enqueue(ids)
         ts = _ms(now_s)
         records: list[Record] = []
         effects: list[Effect] = []
@@ -411,6 +406,23 @@ class QueueCore:
                 reason = f"enqueued with attempt {job.attempt} >= max_retry {self.max_retry}"
                 self._kill(job.id, ts, reason, records, effects)
         return Step(tuple(records), tuple(effects))
+
+    def _refuse_enqueue(self, ids: list[str]) -> NoReturn:
+        """Raise ``InvalidJobError`` for the first id that is repeated or already known."""
+        seen: set[str] = set()
+        for job_id in ids:
+            if job_id in seen:
+                raise InvalidJobError(
+                    f"job {job_id!r}: id is a duplicate in this batch", job_id=job_id, field="id"
+                )
+            if self.knows(job_id):
+                raise InvalidJobError(
+                    f"job {job_id!r}: id is already known (state {self.state_of(job_id)})",
+                    job_id=job_id,
+                    field="id",
+                )
+            seen.add(job_id)
+        raise AssertionError("unreachable: _refuse_enqueue found nothing to refuse")
 
     def dispatch(self, now_s: float, worker_id: int = 0, limit: int = 1) -> Step:
         """Hand up to ``limit`` ready jobs (due, unblocked, highest priority first, FIFO

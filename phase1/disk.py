@@ -55,6 +55,9 @@ class Disk(Protocol):
         ...
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
 def _folder(path: str) -> str:
     return os.path.dirname(path) or "."
 
@@ -105,21 +108,30 @@ class OsDisk:
         if fd is None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._fds[path] = fd
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        written = os.write(fd, data)
+        if written < len(data):  # a short write (rare on a regular file): finish it
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
 
     def truncate(self, path: str, size: int) -> None:
         os.truncate(path, size)
 
     def fsync(self, path: str) -> None:
+        """``fdatasync`` where the OS has it (Linux), else ``fsync``.
+
+        fdatasync flushes the data and the metadata needed to read it back (the file's
+        size and block map: an append or truncate is covered) and skips what is not (the
+        modification time), so it keeps the contract above at one flush less per call on
+        ext4.  A new file's *name* still needs ``fsync_dir``, which stays a full fsync.
+        """
         fd = self._fds.get(path)
         if fd is not None:
-            os.fsync(fd)
+            _datasync(fd)
             return
         fd = os.open(path, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            _datasync(fd)
         finally:
             os.close(fd)
 

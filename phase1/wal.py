@@ -236,6 +236,12 @@ def encode_record(rec: Record) -> bytes:
     return b"%b%b%d}\n" % (body, _TRAILER, zlib.crc32(body))
 
 
+_ENQUEUE_PLAIN = (
+    b'{"seq":%d,"type":"ENQUEUE","job_id":%b,"timestamp":"%b",'
+    b'"job":{"id":%b,"payload":%b,"attempt":%d,"status":"pending"}'
+)
+
+
 def encode_records(recs: Iterable[Record]) -> bytes:
     """The lines of ``recs`` joined: what ``WalWriter.append`` hands to one ``disk.append``.
 
@@ -249,6 +255,7 @@ def encode_records(recs: Iterable[Record]) -> bytes:
     crc32 = zlib.crc32
     last_ms: object = None
     stamp = ""
+    stamp_b = b""
     for rec in recs:
         seq, rtype, job_id, ts_ms, attempt, worker_id, deadline_ms, reason, job = rec
         if type(ts_ms) is not int or type(rtype) is not str:
@@ -256,6 +263,7 @@ def encode_records(recs: Iterable[Record]) -> bytes:
             continue
         if ts_ms is not last_ms:
             stamp = _iso_by_ms.get(ts_ms) or _iso(ts_ms)
+            stamp_b = stamp.encode()
             last_ms = ts_ms
         if job is None:
             if rtype not in _NO_JOB:
@@ -278,6 +286,21 @@ def encode_records(recs: Iterable[Record]) -> bytes:
             and reason is None
             and job[0] == job_id
         ):
+            if (
+                job[3] == "pending"
+                and not job[4]
+                and job[5] is None
+                and not job[6]
+                and type(seq) is int
+                and type(job[2]) is int
+                and type(job_id) is str
+            ):
+                # A plain new job (the enqueue path's common case): the same bytes as the
+                # dict below, formatted directly (its id dumped once for both places).
+                jid = dumps(job_id)
+                body = _ENQUEUE_PLAIN % (seq, jid, stamp_b, jid, dumps(job[1]), job[2])
+                append(b"%b%b%d}\n" % (body, _TRAILER, crc32(body)))
+                continue
             jd: dict[str, Any] = {
                 "id": job[0],
                 "payload": job[1],

@@ -11,7 +11,7 @@ import pytest
 
 from phase1.clock import ManualClock
 from phase1.config import Config
-from phase1.core import Completed, QueueCore
+from phase1.core import Completed, QueueCore, Step
 from phase1.disk import OsDisk
 from phase1.errors import DurabilityError
 from phase1.jobs import Job, JobState
@@ -348,3 +348,160 @@ def test_run_makes_a_custom_command_durable_and_read_sees_the_core() -> None:
         assert recovered(disk, cfg).knows("x")
     with pytest.raises(DurabilityError):
         q.tick()
+
+
+# == the syncer thread, step by step ======================================================
+class GatedDisk(ThreadSafeSimDisk):
+    """ThreadSafeSimDisk whose file fsyncs wait for the test: ``entered`` is set when one
+    starts (its thread name noted), and it proceeds once ``gate`` is set.  ``fail_from``:
+    the fsync with that 1-based number and every later one raise EIO."""
+
+    def __init__(self, fail_from: int | None = None) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.fsync_threads: list[str] = []
+        self.fail_from = fail_from
+
+    def fsync(self, path: str) -> None:
+        self.fsync_threads.append(threading.current_thread().name)
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        if self.fail_from is not None and len(self.fsync_threads) >= self.fail_from:
+            raise OSError(5, "Input/output error (injected)", path)
+        super().fsync(path)
+
+
+def _submit_in_thread(
+    q: DurableQueue, job_id: str, outcomes: dict[str, str]
+) -> tuple[threading.Thread, threading.Event]:
+    """Submit ``job_id`` from a new thread; the event is set once the job is in the core
+    (under the queue's lock, just before its record is appended)."""
+    in_core = threading.Event()
+
+    def command(core: QueueCore, now: float) -> Step:
+        step = core.enqueue([Job(job_id)], now)
+        in_core.set()
+        return step
+
+    def body() -> None:
+        try:
+            q.run(command)
+            outcomes[job_id] = "acknowledged"
+        except DurabilityError:
+            outcomes[job_id] = "DurabilityError"
+
+    th = threading.Thread(target=body)
+    th.start()
+    return th, in_core
+
+
+def _appended(q: DurableQueue, in_core: threading.Event) -> None:
+    """Wait until the submit behind ``in_core`` has appended (its lock hold is over)."""
+    assert in_core.wait(30)
+    q.read(lambda core: None)  # takes the lock: the append that followed is done
+
+
+def test_a_lone_caller_fsyncs_inline_and_later_waiters_go_to_the_syncer_thread() -> None:
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = GatedDisk()
+    synced: list[int] = []
+    q = DurableQueue(cfg, disk=disk, on_fsync=lambda _s, n: synced.append(n))
+    disk.gate.set()
+    q.submit([Job("alone")])  # no other caller: its own thread fsyncs, no syncer thread
+    assert disk.fsync_threads == [threading.current_thread().name]
+    assert q._syncer is None
+    disk.gate.clear()
+    disk.entered.clear()
+
+    outcomes: dict[str, str] = {}
+    lead, lead_in = _submit_in_thread(q, "lead", outcomes)
+    assert disk.entered.wait(30)  # "lead" fsyncs inline, held at the gate
+    waiting = [_submit_in_thread(q, f"w{i}", outcomes) for i in range(3)]
+    for _, in_core in waiting:
+        _appended(q, in_core)
+    # Appended while an fsync was in flight: not acknowledged yet.
+    assert q.writer.appended_seq == 5 and q.writer.durable_seq == 1
+    assert outcomes == {}
+    disk.gate.set()
+    for th in [lead] + [th for th, _ in waiting]:
+        th.join(30)
+    assert outcomes == {
+        "lead": "acknowledged",
+        "w0": "acknowledged",
+        "w1": "acknowledged",
+        "w2": "acknowledged",
+    }
+    # One fsync for "lead", then one by the syncer thread for the three that waited (woken
+    # as a chain: the syncer releases the first, each releases the next).
+    assert synced == [1, 1, 3] and q.fsyncs == 3 and q.records_synced == 5
+    assert not q._to_wake
+    assert disk.fsync_threads[2].startswith("phase1-fsync")
+    core = recovered(disk, cfg)
+    assert all(core.knows(j) for j in ("alone", "lead", "w0", "w1", "w2"))
+    syncer = q._syncer
+    q.close()
+    assert syncer is not None and not syncer.is_alive()
+
+
+def test_a_failed_fsync_in_the_syncer_thread_raises_to_its_waiters_only() -> None:
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = GatedDisk(fail_from=2)
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    assert disk.entered.wait(30)
+    waiting = [_submit_in_thread(q, f"w{i}", outcomes) for i in range(2)]
+    for _, in_core in waiting:
+        _appended(q, in_core)
+    disk.gate.set()
+    for th in [lead] + [th for th, _ in waiting]:
+        th.join(30)
+    assert outcomes == {"lead": "acknowledged", "w0": "DurabilityError", "w1": "DurabilityError"}
+    with pytest.raises(DurabilityError, match="fsync failed"):
+        q.submit([Job("later")])
+    q.close()
+    # (w0 and w1 may survive: their bytes were written before lead's fsync ran.  They were
+    # never acknowledged, which is all the contract promises.)
+    assert recovered(disk, cfg).knows("lead")
+
+
+def test_close_makes_waiting_submits_durable_and_releases_them() -> None:
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = GatedDisk()
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    assert disk.entered.wait(30)
+    waiter, in_core = _submit_in_thread(q, "waiter", outcomes)
+    _appended(q, in_core)
+    closer = threading.Thread(target=q.close)
+    closer.start()  # waits for the fsync in flight, then syncs "waiter" itself
+    disk.gate.set()
+    for th in (lead, waiter, closer):
+        th.join(30)
+    assert outcomes == {"lead": "acknowledged", "waiter": "acknowledged"}
+    assert recovered(disk, cfg).knows("waiter")
+    q.close()  # idempotent
+
+
+def test_snapshot_rotation_releases_records_waiting_for_an_fsync() -> None:
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = GatedDisk()
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    assert disk.entered.wait(30)
+    waiter, in_core = _submit_in_thread(q, "waiter", outcomes)
+    _appended(q, in_core)
+    taken: list[int] = []
+    snapper = threading.Thread(target=lambda: taken.append(q.snapshot().last_seq))
+    snapper.start()
+    disk.gate.set()
+    for th in (lead, waiter, snapper):
+        th.join(30)
+    assert outcomes == {"lead": "acknowledged", "waiter": "acknowledged"}
+    assert taken == [2]
+    core = recovered(disk, cfg)
+    assert core.knows("lead") and core.knows("waiter")
+    q.close()

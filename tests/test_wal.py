@@ -154,6 +154,29 @@ def test_one_changed_byte_anywhere_in_the_body_fails() -> None:
     assert body_end > 0
 
 
+@pytest.mark.parametrize(
+    "job",
+    [
+        Job("a"),
+        Job('é/ünï "q"', payload={"k": [1, 2.5, None, "x"], "n": {"deep": True}}),
+        Job("a", payload=7, attempt=2),
+        Job("a", payload="s", status="in_flight"),
+        Job("a", priority=3),
+        Job("a", scheduled_at=1.5),
+        Job("a", depends_on=("b", "c")),
+        Job("a", attempt=True),  # bool: not the plain path (orjson writes true)
+    ],
+)
+def test_encode_records_gives_encode_records_bytes_for_every_enqueue_shape(job: Job) -> None:
+    """The plain-new-job fast path and the generic one write the same bytes."""
+    records = [
+        Record(5, "ENQUEUE", job.id, T0_MS, job=job),
+        rec(6),
+        Record(7, "ENQUEUE", job.id, T0_MS + 1, job=job),
+    ]
+    assert encode_records(records) == b"".join(map(encode_record, records))
+
+
 def test_encode_refuses_records_the_reader_would_refuse() -> None:
     with pytest.raises(ValueError, match="no job"):
         encode_record(Record(1, "ENQUEUE", "a", 0))

@@ -8,14 +8,19 @@ Every command follows the same four beats (DESIGN.md): take the lock, call the c
 the clock's time, append ``step.records``; release the lock; wait until the records are
 durable; only then return the step so the caller performs its effects.
 
-Group commit under policy ``batch`` is leader/follower: the first waiter whose record is
-not yet durable becomes the leader, releases the lock and fsyncs everything appended so
-far; callers that append meanwhile wait, and the leader's next fsync (started as soon as
-the previous one returns) releases all of them at once.  ``batch_interval`` > 0 makes the
-leader first wait up to that long for ``batch_size`` records (the seed's "every 100
-events or 10 ms"), which only adds latency on a fast disk.  ``always`` fsyncs inside each
-append; ``never`` acknowledges once the bytes are written (safe against a process crash,
-not against power loss).
+Group commit under policy ``batch``: a caller appends its records under the lock, then
+waits until an fsync covers them.  When no fsync is in flight, the caller itself fsyncs
+everything appended so far, outside the lock (a lone caller never switches threads).
+Callers that append while an fsync is in flight queue up, each blocked on its own lock;
+the fsync's end hands them to a syncer thread (started on first need) that loops fsync
+while anyone waits.  It claims the next fsync, then wakes the first of the callers the
+last one covered; each woken caller wakes the next before it returns (a chain: the syncer
+pays one wake-up per fsync, not one per caller).  So one fsync releases every waiter it
+covers, nobody is woken to find its record still unsynced or to re-take the lock, and
+under load no caller waits for a leader election.  ``batch_interval`` > 0 makes the syncer first wait up to that long for
+``batch_size`` records (the seed's "every 100 events or 10 ms"), which only adds latency
+on a fast disk.  ``always`` fsyncs inside each append; ``never`` acknowledges once the
+bytes are written (safe against a process crash, not against power loss).
 
 Never call back into a method of this class while holding its lock: the seed's deadlock
 pitfall.  Only ``_locked_*`` helpers run under it.
@@ -25,6 +30,9 @@ from __future__ import annotations
 
 import threading
 import time
+from _thread import LockType
+from _thread import allocate_lock as _allocate_lock
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from phase1.clock import Clock, RealClock
@@ -77,9 +85,22 @@ class DurableQueue:
         self.recovery_report: RecoveryReport = self.recovery
         self.writer = open_writer(self.disk, config, self.recovery, segment_bytes=_NO_AUTO_ROTATION)
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._syncing = False
-        self._leader_waiting = False
+        # Group commit (policy batch), all guarded by _lock: callers waiting for their seq
+        # to become durable, in seq order, each blocked on its own held lock.
+        self._waiters: deque[tuple[int, LockType]] = deque()
+        # Callers an fsync covered, not yet released: a chain, each wakes the next.
+        self._to_wake: deque[LockType] = deque()
+        self._syncing = False  # an fsync is in flight (a caller's or the syncer thread's)
+        self._syncer: threading.Thread | None = None  # started on first need
+        self._syncer_asleep = False  # blocked on _wake; released at most once per sleep
+        self._wake = _allocate_lock()
+        self._wake.acquire()
+        self._gathering = False  # the syncer waits for batch_size records (batch_interval)
+        self._interval_s = config.batch_interval_s
+        self._batch_size = config.batch_size
+        self._failure: str | None = None  # the syncer thread died of something unexpected
+        self._quiet = threading.Condition(self._lock)  # snapshot/close wait out an fsync
+        self._quiet_waiting = 0
         self._snapshot_lock = threading.Lock()
         self._on_fsync = on_fsync
         self.fsyncs = 0
@@ -111,17 +132,38 @@ class DurableQueue:
     def run(self, command: Callable[[QueueCore, float], Step]) -> Step:
         """Run ``command(core, now_s)`` under the lock, then wait until its records are
         acknowledgeable.  The building block of every method above."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._closed:
                 raise DurabilityError("the durable queue is closed; start a new one")
-            if self.writer.poisoned:
+            if self.writer.poisoned or self._failure is not None:
                 # Refuse before the command runs: it would change the core in memory and
                 # then fail to log it (or, with nothing to log, return as if all were well).
                 raise DurabilityError(self._poisoned_message())
             step = command(self.core, self.clock.wall_s())
-            seq = self._locked_append(step) if step.records else 0
-        if seq:
-            self.wait_durable(seq)
+            if not step.records:
+                return step
+            seq = self._locked_append(step)
+            writer = self.writer
+            if writer.ack_seq >= seq:  # never, always, or covered by an earlier fsync
+                return step
+            if (
+                self._syncing
+                or self._gathering
+                or (self._interval_s > 0 and writer.unsynced < self._batch_size)
+            ):
+                waiter = self._locked_enqueue_waiter(seq)
+            else:
+                waiter = None
+                self._locked_lead()  # nobody is syncing: fsync inline, no thread switch
+        finally:
+            lock.release()
+        if waiter is not None:
+            waiter.acquire()  # released by whoever made ``seq`` durable (or failed to)
+            if self._to_wake:
+                self._wake_next()
+            self._check_acked(seq)
         return step
 
     def read(self, query: Callable[[QueueCore], object]) -> object:
@@ -148,76 +190,249 @@ class DurableQueue:
                 if self._on_fsync is not None:
                     self._on_fsync(time.perf_counter() - started, synced)
             return seq
-        seq = writer.append(step.records, now_s=self.clock.now_s())
-        if self._leader_waiting and writer.unsynced >= self.config.batch_size:
-            self._cond.notify_all()
-        return seq
+        return writer.append(step.records, now_s=self.clock.now_s())
 
     def wait_durable(self, seq: int) -> None:
-        """Block until record ``seq`` is acknowledgeable; lead an fsync when nobody is."""
-        writer = self.writer
-        with self._cond:
-            while writer.ack_seq < seq:
-                if writer.poisoned:
-                    raise DurabilityError(self._poisoned_message())
-                if self._syncing or self._leader_waiting:
-                    # One leader at a time: a second one would wait out its own interval
-                    # and then fsync a batch of one.
-                    self._cond.wait()
-                    continue
-                self._locked_lead()
+        """Block until record ``seq`` (already appended) is acknowledgeable."""
+        with self._lock:
+            writer = self.writer
+            if writer.ack_seq >= seq:
+                return
+            if seq > writer.appended_seq:
+                raise ValueError(f"wait_durable({seq}) beyond appended_seq {writer.appended_seq}")
+            if writer.poisoned or self._failure is not None:
+                raise DurabilityError(self._poisoned_message())
+            if self._closed:
+                raise DurabilityError("the durable queue is closed; start a new one")
+            waiter = self._locked_enqueue_waiter(seq)
+        waiter.acquire()
+        if self._to_wake:
+            self._wake_next()
+        self._check_acked(seq)
+
+    def _wake_next(self) -> None:
+        """Release the next caller of the wake-up chain (see ``_sync_loop``), if any."""
+        try:
+            self._to_wake.popleft().release()
+        except IndexError:
+            pass
+
+    def _wake_all_queued(self) -> None:
+        """Release every caller still queued on the wake-up chain (each exactly once: the
+        chain pops with the same atomic ``popleft``)."""
+        to_wake = self._to_wake
+        while to_wake:
+            self._wake_next()
+
+    def _check_acked(self, seq: int) -> None:
+        """After a waiter was released: return if ``seq`` is acknowledgeable, else raise."""
+        if self.writer.ack_seq < seq:
+            raise DurabilityError(self._poisoned_message())
+
+    def _locked_enqueue_waiter(self, seq: int) -> LockType:
+        """A held lock the syncing side releases once ``seq`` is durable (or never will be),
+        queued in seq order; wakes the syncer thread when the fsync is now its job."""
+        waiter = _allocate_lock()
+        waiter.acquire()
+        self._waiters.append((seq, waiter))
+        if not self._syncing and self._syncer_asleep:
+            if not self._gathering or self.writer.unsynced >= self._batch_size:
+                self._locked_wake_syncer()
+        elif self._syncer is None and not self._syncing:
+            self._syncer_start()  # first gathering wait (batch_interval > 0)
+        return waiter
 
     def _poisoned_message(self) -> str:
+        if self._failure is not None:
+            return f"{self.config.wal_path}: {self._failure}; restart and recover"
         return (
             f"{self.config.wal_path}: an earlier fsync failed; this queue refuses "
             "further work: restart and recover"
         )
 
     def _locked_lead(self) -> None:
-        writer = self.writer
-        interval = self.config.batch_interval_s
-        if interval > 0 and writer.unsynced < self.config.batch_size:
-            self._leader_waiting = True
-            deadline = time.monotonic() + interval
-            while writer.unsynced < self.config.batch_size:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            self._leader_waiting = False
-            if writer.ack_seq >= writer.appended_seq or self._syncing:
-                self._cond.notify_all()  # followers waiting on this leader re-check
-                return
+        """fsync everything appended so far, in the calling thread (the lock is released
+        during the fsync); then hand any later waiters to the syncer thread."""
         self._syncing = True
-        target = writer.appended_seq
+        target = self.writer.appended_seq
         self._lock.release()
         started = time.perf_counter()
+        ok = False
         try:
-            writer.fsync_upto()
+            self.writer.fsync_upto()
+            ok = True
         finally:
             self._lock.acquire()
-            self._syncing = False
-            self._cond.notify_all()
-        elapsed = time.perf_counter() - started
+            ready = self._locked_finish_sync(target, time.perf_counter() - started, ok)
+            if self._waiters and not self._syncing:
+                # Records appended during this fsync wait for the next one: the syncer
+                # thread's job, so this caller returns now.
+                self._locked_wake_syncer()
+            for waiter in ready:
+                waiter.release()
+
+    def _locked_finish_sync(self, target: int, elapsed: float, ok: bool) -> list[LockType]:
+        """After an fsync covering ``target`` (or its failure): update the writer and the
+        counters; return the waiter locks to release (every waiter, on failure)."""
+        writer = self.writer
+        self._syncing = False
+        if self._quiet_waiting:
+            self._quiet.notify_all()
+        if not ok:
+            ready = [w for _, w in self._waiters]
+            self._waiters.clear()
+            return ready
         synced = target - writer.durable_seq
         writer.mark_durable(target)
         self.fsyncs += 1
         self.records_synced += max(synced, 0)
         if self._on_fsync is not None:
             self._on_fsync(elapsed, synced)
+        return self._locked_pop_ready()
+
+    def _locked_pop_ready(self) -> list[LockType]:
+        durable = self.writer.ack_seq
+        waiters = self._waiters
+        ready: list[LockType] = []
+        while waiters and waiters[0][0] <= durable:
+            ready.append(waiters.popleft()[1])
+        return ready
+
+    # -- the syncer thread ----------------------------------------------------------------------
+    def _syncer_start(self) -> None:
+        self._syncer = threading.Thread(
+            target=self._sync_loop, name=f"phase1-fsync-{id(self):x}", daemon=True
+        )
+        self._syncer_asleep = False
+        self._syncer.start()
+
+    def _locked_wake_syncer(self) -> None:
+        if self._syncer is None:
+            self._syncer_start()
+        elif self._syncer_asleep:
+            self._syncer_asleep = False
+            self._wake.release()
+
+    def _locked_sleep(self, timeout: float) -> None:
+        """Sleep until woken (``_locked_wake_syncer``) or ``timeout`` s (< 0: no limit)."""
+        self._syncer_asleep = True
+        self._lock.release()
+        try:
+            woken = self._wake.acquire(timeout=timeout)
+        finally:
+            self._lock.acquire()
+        if not woken and not self._syncer_asleep:
+            # Woken between the timeout and taking the lock: consume that release.
+            self._wake.acquire()
+        self._syncer_asleep = False
+
+    def _sync_loop(self) -> None:
+        """The syncer thread: while callers wait, fsync everything appended so far, release
+        the callers it covers, repeat.  Under load it fsyncs back to back (claiming the next
+        fsync before it releases the callers the last one covered, so they never lead one
+        themselves); callers only append and wait on their own lock.  ``batch_interval`` > 0
+        makes it first wait up to that long for ``batch_size`` records."""
+        writer = self.writer
+        lock = self._lock
+        interval = self._interval_s
+        ready: list[LockType] = []
+        lock.acquire()
+        try:
+            while not (self._closed or writer.poisoned or self._failure is not None):
+                if not ready:
+                    if self._syncing or not self._waiters:
+                        # Off the critical path now: finish any wake-up chain ourselves
+                        # (it stops early only if a woken caller died before passing on).
+                        self._wake_all_queued()
+                        self._locked_sleep(-1)
+                        continue
+                    if interval > 0 and writer.unsynced < self._batch_size:
+                        self._locked_gather(interval)
+                        if self._syncing or not self._waiters:
+                            continue
+                target = -1
+                if not self._syncing and self._waiters:
+                    if not ready or interval <= 0 or writer.unsynced >= self._batch_size:
+                        self._syncing = True
+                        target = writer.appended_seq
+                lock.release()
+                ok = False
+                started = 0.0
+                try:
+                    if ready:
+                        # Wake the first; each woken caller wakes the next before it
+                        # returns, so this thread starts its next fsync after one wake-up
+                        # instead of one per caller.
+                        self._to_wake.extend(ready)
+                        ready = []
+                        self._wake_next()
+                    if target >= 0:
+                        started = time.perf_counter()
+                        writer.fsync_upto()
+                        ok = True
+                except DurabilityError:
+                    pass  # the writer is poisoned: every waiter raises, the loop ends
+                except BaseException as exc:  # noqa: BLE001 - reported to every waiter
+                    self._failure = f"the fsync thread failed ({exc!r})"
+                finally:
+                    lock.acquire()
+                if target >= 0:
+                    ready = self._locked_finish_sync(target, time.perf_counter() - started, ok)
+        finally:
+            # Closing (close() made everything durable first) or failed: release everyone;
+            # each checks its own seq.
+            ready.extend(w for _, w in self._waiters)
+            self._waiters.clear()
+            self._syncer_asleep = False
+            lock.release()
+            for waiter in ready:
+                waiter.release()
+            self._wake_all_queued()
+
+    def _locked_gather(self, interval: float) -> None:
+        """Wait up to ``interval`` s for ``batch_size`` unsynced records (the seed's "every
+        100 events or 10 ms"); a caller whose append reaches ``batch_size`` wakes us."""
+        self._gathering = True
+        try:
+            deadline = time.monotonic() + interval
+            while not self._closed and self.writer.unsynced < self._batch_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._locked_sleep(left)
+        finally:
+            self._gathering = False
 
     # -- snapshots -----------------------------------------------------------------------------
+    def _locked_wait_quiet(self) -> None:
+        """Wait until no fsync is in flight (rotate and close must not overlap one)."""
+        while self._syncing:
+            self._quiet_waiting += 1
+            try:
+                self._quiet.wait()
+            finally:
+                self._quiet_waiting -= 1
+
     def snapshot(self) -> SnapshotWritten:
         """Snapshot the core and rotate the WAL under the lock, write the file outside it,
         then drop WAL segments the oldest kept snapshot already covers."""
         with self._snapshot_lock:
-            with self._cond:
-                while self._syncing:
-                    self._cond.wait()
+            with self._lock:
+                self._locked_wait_quiet()
+                if self._failure is not None:
+                    raise DurabilityError(self._poisoned_message())
                 state = self.core.export()
-                self.writer.rotate()
-                self.writer.mark_durable(self.writer.appended_seq)
-                self._cond.notify_all()
+                try:
+                    self.writer.rotate()  # fsyncs what is unsynced: its waiters may go
+                    self.writer.mark_durable(self.writer.appended_seq)
+                    ready = self._locked_pop_ready()
+                except BaseException:
+                    ready = [w for _, w in self._waiters]  # poisoned: they raise
+                    self._waiters.clear()
+                    raise
+                finally:
+                    for waiter in ready:
+                        waiter.release()
             written = write_snapshot(
                 self.disk, self.config.snapshot_path, state, keep=self.config.snapshots_kept
             )
@@ -230,15 +445,27 @@ class DurableQueue:
 
     def close(self) -> None:
         """Make everything appended durable and release the files (idempotent)."""
-        with self._cond:
-            while self._syncing:
-                self._cond.wait()
+        with self._lock:
+            self._locked_wait_quiet()
             if self._closed:
                 return
             self._closed = True
-            if not self.writer.poisoned:
-                self.writer.close()
-            self.disk.close()
+            try:
+                if not self.writer.poisoned:
+                    self.writer.close()
+                self.disk.close()
+            finally:
+                # Durable now (or never will be): every waiter checks its own seq.
+                ready = [w for _, w in self._waiters]
+                self._waiters.clear()
+                for waiter in ready:
+                    waiter.release()
+                self._wake_all_queued()
+                syncer = self._syncer
+                if syncer is not None and self._syncer_asleep:
+                    self._locked_wake_syncer()
+        if syncer is not None and syncer is not threading.current_thread():
+            syncer.join()
 
     def __enter__(self) -> DurableQueue:
         return self
