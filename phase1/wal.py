@@ -242,6 +242,11 @@ _ENQUEUE_PLAIN = (
 )
 
 
+_ATTEMPT_LINE = b'{"seq":%d,"type":"%b","job_id":%b,"timestamp":"%b","attempt":%d'
+_DISPATCH_LINE = _ATTEMPT_LINE + b',"worker_id":%d,"deadline_ms":%d'
+_TYPE_B = {t: t.encode() for t in RECORD_TYPES}
+
+
 def encode_records(recs: Iterable[Record]) -> bytes:
     """The lines of ``recs`` joined: what ``WalWriter.append`` hands to one ``disk.append``.
 
@@ -269,6 +274,32 @@ def encode_records(recs: Iterable[Record]) -> bytes:
             if rtype not in _NO_JOB:
                 append(encode_record(rec))  # raises: ENQUEUE without a job, unknown type
                 continue
+            if (
+                reason is None
+                and type(attempt) is int
+                and attempt > 0
+                and type(seq) is int
+                and type(job_id) is str
+            ):
+                # An attempt's DISPATCH or end (most of a busy log): the same bytes as the
+                # dict below, formatted directly.
+                if worker_id is None and deadline_ms is None:
+                    body = _ATTEMPT_LINE % (seq, _TYPE_B[rtype], dumps(job_id), stamp_b, attempt)
+                elif type(worker_id) is int and type(deadline_ms) is int:
+                    body = _DISPATCH_LINE % (
+                        seq,
+                        _TYPE_B[rtype],
+                        dumps(job_id),
+                        stamp_b,
+                        attempt,
+                        worker_id,
+                        deadline_ms,
+                    )
+                else:
+                    body = b""
+                if body:
+                    append(b"%b%b%d}\n" % (body, _TRAILER, crc32(body)))
+                    continue
             d: dict[str, Any] = {"seq": seq, "type": rtype, "job_id": job_id, "timestamp": stamp}
             if attempt:
                 d["attempt"] = attempt

@@ -245,3 +245,11 @@ def test_c_and_python_checksum_checks_agree(lines: list[tuple[bytes, Any]], forg
     for line in data.split(b"\n")[:good]:
         cut = line.rfind(b',"checksum":')
         assert line[cut:] == b',"checksum":%d}' % zlib.crc32(line[:cut])
+
+
+@settings(max_examples=200, deadline=None)
+@given(little_queues())
+def test_encode_records_gives_the_bytes_of_encode_record(queue: tuple[Any, list[Record]]) -> None:
+    """encode_records formats the common lines directly; the bytes must be encode_record's."""
+    records = queue[1]
+    assert encode_records(records) == b"".join(map(wal.encode_record, records))
