@@ -466,7 +466,11 @@ def test_a_failed_fsync_in_the_syncer_thread_raises_to_its_waiters_only() -> Non
     assert recovered(disk, cfg).knows("lead")
 
 
-def test_close_makes_waiting_submits_durable_and_releases_them() -> None:
+def _lead_in_fsync_and_a_waiter_appended() -> tuple[
+    Config, GatedDisk, DurableQueue, dict[str, str], threading.Thread, threading.Thread
+]:
+    """A caller ("lead") held inside its fsync by the gate, and a second ("waiter") whose
+    record is appended and waits to be covered by the next fsync."""
     cfg = sim_config("batch", batch_interval_s=0.0)
     disk = GatedDisk()
     q = DurableQueue(cfg, disk=disk)
@@ -475,6 +479,11 @@ def test_close_makes_waiting_submits_durable_and_releases_them() -> None:
     assert disk.entered.wait(30)
     waiter, in_core = _submit_in_thread(q, "waiter", outcomes)
     _appended(q, in_core)
+    return cfg, disk, q, outcomes, lead, waiter
+
+
+def test_close_makes_waiting_submits_durable_and_releases_them() -> None:
+    cfg, disk, q, outcomes, lead, waiter = _lead_in_fsync_and_a_waiter_appended()
     closer = threading.Thread(target=q.close)
     closer.start()  # waits for the fsync in flight, then syncs "waiter" itself
     disk.gate.set()
@@ -486,14 +495,7 @@ def test_close_makes_waiting_submits_durable_and_releases_them() -> None:
 
 
 def test_snapshot_rotation_releases_records_waiting_for_an_fsync() -> None:
-    cfg = sim_config("batch", batch_interval_s=0.0)
-    disk = GatedDisk()
-    q = DurableQueue(cfg, disk=disk)
-    outcomes: dict[str, str] = {}
-    lead, _ = _submit_in_thread(q, "lead", outcomes)
-    assert disk.entered.wait(30)
-    waiter, in_core = _submit_in_thread(q, "waiter", outcomes)
-    _appended(q, in_core)
+    cfg, disk, q, outcomes, lead, waiter = _lead_in_fsync_and_a_waiter_appended()
     taken: list[int] = []
     snapper = threading.Thread(target=lambda: taken.append(q.snapshot().last_seq))
     snapper.start()
