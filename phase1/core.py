@@ -708,8 +708,7 @@ class QueueCore:
                 state=None,
             )
         job = r.job
-        above = self._pack_above
-        entry = _Entry(_pack(job) if above is not None and self._counts[P] >= above else job)
+        entry = _Entry(self._held(job))
         self._jobs[r.job_id] = entry
         self._counts[P] += 1
         if job.depends_on:
@@ -937,26 +936,8 @@ class QueueCore:
         )
         core._completed = dict.fromkeys(state.completed)
         core._dead = dict(state.dead)
-        # A plain pending job (no dependencies, not delayed) is placed inline: a snapshot
-        # of a backlog is mostly these; anything else goes through _restore_entry.
-        jobs, ready, counts = core._jobs, core._ready, core._counts
-        above = core._pack_above
-        pack_at = (1 << 62) if above is None else above
-        order = core._next_order
         for job in state.pending:
-            if job[6] or job[5] is not None:
-                core._next_order = order
-                core._restore_entry(job, P)
-                order = core._next_order
-                continue
-            entry = _Entry(_pack(job) if counts[P] >= pack_at else job)
-            jobs[job[0]] = entry
-            counts[P] += 1
-            entry.order = order
-            order += 1
-            ready[job[4]].append(entry)
-            entry.copies = 1
-        core._next_order = order
+            core._restore_entry(job, P)
         for job, flight in state.in_flight:
             entry = core._restore_entry(job, R)
             entry.flight = flight
@@ -968,9 +949,14 @@ class QueueCore:
         core.last_seq = state.last_seq
         return core
 
-    def _restore_entry(self, job: Job, st: JobState) -> _Entry:
+    def _held(self, job: Job) -> Job:
+        """The job as a new waiting entry holds it: payload packed once ``_pack_above`` jobs
+        wait (``replay`` makes the same decision inline, from its local counts)."""
         above = self._pack_above
-        entry = _Entry(_pack(job) if above is not None and self._counts[P] >= above else job)
+        return _pack(job) if above is not None and self._counts[P] >= above else job
+
+    def _restore_entry(self, job: Job, st: JobState) -> _Entry:
+        entry = _Entry(self._held(job))
         entry.attempt = job.attempt
         entry.state = st
         self._jobs[job.id] = entry
