@@ -17,9 +17,9 @@ while anyone waits.  It claims the next fsync, then wakes the first of the calle
 last one covered; each woken caller wakes the next before it returns (a chain: the syncer
 pays one wake-up per fsync, not one per caller).  So one fsync releases every waiter it
 covers, nobody is woken to find its record still unsynced or to re-take the lock, and
-under load no caller waits for a leader election.  ``batch_interval`` > 0 makes the syncer first wait up to that long for
-``batch_size`` records (the seed's "every 100 events or 10 ms"), which only adds latency
-on a fast disk.  ``always`` fsyncs inside each append; ``never`` acknowledges once the
+under load no caller waits for a leader election.  ``batch_interval`` > 0 makes the
+syncer first wait up to that long for ``batch_size`` records (the seed's "every 100
+events or 10 ms"), which only adds latency on a fast disk.  ``always`` fsyncs inside each append; ``never`` acknowledges once the
 bytes are written (safe against a process crash, not against power loss).
 
 Never call back into a method of this class while holding its lock: the seed's deadlock
@@ -160,10 +160,7 @@ class DurableQueue:
         finally:
             lock.release()
         if waiter is not None:
-            waiter.acquire()  # released by whoever made ``seq`` durable (or failed to)
-            if self._to_wake:
-                self._wake_next()
-            self._check_acked(seq)
+            self._await(waiter, seq)
         return step
 
     def read(self, query: Callable[[QueueCore], object]) -> object:
@@ -205,10 +202,16 @@ class DurableQueue:
             if self._closed:
                 raise DurabilityError("the durable queue is closed; start a new one")
             waiter = self._locked_enqueue_waiter(seq)
+        self._await(waiter, seq)
+
+    def _await(self, waiter: LockType, seq: int) -> None:
+        """Block on ``waiter`` (released by whoever made ``seq`` durable, or failed to),
+        pass the wake-up chain on, then return if ``seq`` is acknowledgeable, else raise."""
         waiter.acquire()
         if self._to_wake:
             self._wake_next()
-        self._check_acked(seq)
+        if self.writer.ack_seq < seq:
+            raise DurabilityError(self._poisoned_message())
 
     def _wake_next(self) -> None:
         """Release the next caller of the wake-up chain (see ``_sync_loop``), if any."""
@@ -223,11 +226,6 @@ class DurableQueue:
         to_wake = self._to_wake
         while to_wake:
             self._wake_next()
-
-    def _check_acked(self, seq: int) -> None:
-        """After a waiter was released: return if ``seq`` is acknowledgeable, else raise."""
-        if self.writer.ack_seq < seq:
-            raise DurabilityError(self._poisoned_message())
 
     def _locked_enqueue_waiter(self, seq: int) -> LockType:
         """A held lock the syncing side releases once ``seq`` is durable (or never will be),
