@@ -501,7 +501,8 @@ def decode_line(line: bytes) -> Record:
 # * fields: msgspec decodes every line into typed structs in one call, refusing unknown
 #   fields, nulls, wrong types and out-of-range numbers the way ``decode_line`` does;
 # * the rest (ENQUEUE <=> job, job.id == job_id, timestamps, one record per line) in one
-#   pass that builds the Records.
+#   pass; the structs themselves are the rows recovery replays (``record_of`` turns one
+#   into its Record for every other reader).
 # orjson reads an integer beyond [-2**63, 2**64 - 1] as a float (which decode_line refuses);
 # msgspec would read it exactly, so ranges are set (to int64: msgspec's bounds are int64;
 # a larger integer just takes the line-by-line path).
