@@ -332,10 +332,7 @@ class SimDisk:
                 op.apply(durable)
         inode.pending.clear()
         if self.log_ops:
-            op_ = _make_op(len(self.op_log), "fsync", p, None, synced, 0, True)
-            self.op_log.append(op_)
-            if self.on_op is not None:
-                self.on_op(op_)
+            self._log("fsync", p, size=synced)
 
     def fsync_dir(self, folder: str) -> None:
         f = normpath(folder)
