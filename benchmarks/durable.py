@@ -516,21 +516,10 @@ def bench_recovery(ctx: Context) -> list[Result]:
         del core, read, loaded
         gc.enable()
 
-        # 3. recover() again, the caller's GC disabled too (recover pauses it anyway)
-        gc.collect()
-        gc.disable()
-        try:
-            started = time.perf_counter()
-            core, _ = recover(OsDisk(), config)
-            nogc_s = time.perf_counter() - started
-        finally:
-            gc.enable()
-        del core
-
-        # 4. baseline: read the files + orjson.loads per line
+        # 3. baseline: read the files + orjson.loads per line
         floor_s, floor_lines = _json_floor(segments + [config.snapshot_path])
 
-        # 5. one cProfile run, top 15 to a file
+        # 4. one cProfile run, top 15 to a file
         prof = cProfile.Profile()
         gc.collect()
         prof.enable()
@@ -556,7 +545,7 @@ def bench_recovery(ctx: Context) -> list[Result]:
         f"{snap_bytes / 1e6:.1f} MB snapshot ({n_snap} jobs); fixture built in {build_s:.1f} s; "
         f"after: {counts['pending']} pending {counts['completed']} completed"
     )
-    extra = {"split": split, "gc_disabled_s": nogc_s, "profile": str(profile_path)}
+    extra = {"split": split, "profile": str(profile_path)}
     return [
         ctx.result(
             name="durable.recovery",
@@ -579,7 +568,7 @@ def bench_recovery(ctx: Context) -> list[Result]:
             ratio=ratio(rate, floor_lines / floor_s),
             target=">= 650000 records/s",
             met=rate >= 650_000,
-            notes=f"split: {split_txt}; with gc disabled {nogc_s:.3f} s; profile {profile_path}",
+            notes=f"split: {split_txt}; profile {profile_path}",
             extra=extra,
         ),
     ] + [
