@@ -156,6 +156,7 @@ _KEYS: tuple[_Key, ...] = (
     _Key("batch_size", "batch_size", "int", lo=1),
     _Key("batch_interval", "batch_interval_s", "duration"),
     _Key("segment_bytes", "segment_bytes", "int", lo=1),
+    _Key("preallocate_bytes", "preallocate_bytes", "int", lo=0),
     _Key("snapshots_kept", "snapshots_kept", "int", lo=1),
     _Key("metrics_host", "metrics_host", "str"),
     _Key("workspace", "workspace", "str"),
@@ -296,6 +297,7 @@ class Config:
         0.0  # max wait for batch_size records before an fsync; 0 = leader/follower
     )
     segment_bytes: int = 64 * 1024 * 1024  # rotate the WAL segment when larger
+    preallocate_bytes: int = 1 << 20  # pad the active WAL segment ahead in these steps; 0 = off
     snapshots_kept: int = 2
     metrics_host: str = "127.0.0.1"
     workspace: str = "./data/workspace"  # the only folder io/write_file may touch

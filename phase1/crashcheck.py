@@ -491,7 +491,7 @@ def check_disk(disk: SimDisk, config: Config) -> DiskVerdict:
         problems.append(("invariant", f"job {twice[0]!r} is in two states"))
     facts = _facts_in(core)
     try:
-        writer = open_writer(disk, config, report, segment_bytes=_NO_ROTATION)
+        writer = open_writer(disk, config, report, segment_bytes=_NO_ROTATION, preallocate_bytes=0)
         again, _ = recover(disk, config)
         if again.export() != state:
             problems.append(("not-idempotent", "a second recovery gives a different state"))
@@ -728,8 +728,8 @@ def explore(
 # == rendering ==============================================================================
 def describe_op(op: DiskOp) -> str:
     """One disk op as a short line: ``append data/wal/wal.log +342 B at 0``."""
-    if op.kind in ("write", "append"):
-        where = f" at {op.offset}" if op.kind == "append" else ""
+    if op.kind in ("write", "append", "write_at"):
+        where = f" at {op.offset}" if op.kind != "write" else ""
         return f"{op.kind} {op.path} +{op.size} B{where}"
     if op.kind == "truncate":
         return f"truncate {op.path} to {op.size} B"

@@ -9,8 +9,8 @@ import ``os``; they only call these methods, so they run unchanged on either dis
 
 Durability model (what a caller may rely on):
 
-* ``append``/``write`` put bytes in the OS page cache: they survive a process crash,
-  not a power loss, until ``fsync(path)`` returns.
+* ``append``/``write``/``write_at`` put bytes in the OS page cache: they survive a process
+  crash, not a power loss, until ``fsync(path)`` returns.
 * A new name (``write`` creating a file, ``rename``, ``unlink``) is durable only after
   ``fsync_dir`` of the folder that holds it returns.
 * ``truncate`` is volatile until ``fsync(path)``.
@@ -42,6 +42,12 @@ class Disk(Protocol):
         """Append to ``path``, creating it if missing (not durable until fsync)."""
         ...
 
+    def write_at(self, path: str, offset: int, data: bytes) -> None:
+        """Write ``data`` at byte ``offset`` of ``path`` (``pwrite``), creating the file if
+        missing; bytes after ``offset + len(data)`` stay, a file shorter than ``offset`` is
+        extended with zeros (not durable until fsync)."""
+        ...
+
     def truncate(self, path: str, size: int) -> None: ...
     def fsync(self, path: str) -> None: ...
     def fsync_dir(self, folder: str) -> None: ...
@@ -65,12 +71,15 @@ def _folder(path: str) -> str:
 class OsDisk:
     """The real file system.
 
-    Append handles are cached per path (opening a file per record would cost more than
-    the write), so ``append`` + ``fsync`` on the same path reuse one descriptor.
+    Write handles are cached per path (opening a file per record would cost more than
+    the write), so ``append``/``write_at`` + ``fsync`` on the same path reuse a descriptor
+    (one opened ``O_APPEND`` for ``append``, one without for ``write_at``: Linux's
+    ``pwrite`` ignores the offset on an ``O_APPEND`` descriptor).
     """
 
     def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
+        self._fds: dict[str, int] = {}  # O_APPEND handles
+        self._at_fds: dict[str, int] = {}  # positional handles
 
     # -- queries -----------------------------------------------------------------
     def exists(self, path: str) -> bool:
@@ -114,6 +123,17 @@ class OsDisk:
             while view:
                 view = view[os.write(fd, view) :]
 
+    def write_at(self, path: str, offset: int, data: bytes) -> None:
+        fd = self._at_fds.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            self._at_fds[path] = fd
+        written = os.pwrite(fd, data, offset)
+        if written < len(data):  # a short write: finish it
+            view = memoryview(data)
+            while written < len(view):
+                written += os.pwrite(fd, view[written:], offset + written)
+
     def truncate(self, path: str, size: int) -> None:
         os.truncate(path, size)
 
@@ -125,7 +145,9 @@ class OsDisk:
         modification time), so it keeps the contract above at one flush less per call on
         ext4.  A new file's *name* still needs ``fsync_dir``, which stays a full fsync.
         """
-        fd = self._fds.get(path)
+        fd = self._at_fds.get(path)
+        if fd is None:
+            fd = self._fds.get(path)
         if fd is not None:
             _datasync(fd)
             return
@@ -152,13 +174,14 @@ class OsDisk:
         os.unlink(path)
 
     def close(self) -> None:
-        for path in list(self._fds):
+        for path in list(self._fds) + list(self._at_fds):
             self._drop(path)
 
     def _drop(self, path: str) -> None:
-        fd = self._fds.pop(path, None)
-        if fd is not None:
-            os.close(fd)
+        for fds in (self._fds, self._at_fds):
+            fd = fds.pop(path, None)
+            if fd is not None:
+                os.close(fd)
 
 
 def folder_of(path: str) -> str:

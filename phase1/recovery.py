@@ -227,9 +227,17 @@ def _locate(disk: Disk, segments: Sequence[str], seq: int, fallback: str) -> tup
 
 
 def open_writer(
-    disk: Disk, config: Config, report: RecoveryReport, *, segment_bytes: int | None = None
+    disk: Disk,
+    config: Config,
+    report: RecoveryReport,
+    *,
+    segment_bytes: int | None = None,
+    preallocate_bytes: int | None = None,
 ) -> WalWriter:
     """A ``WalWriter`` continuing after ``report``, with the settle records made durable.
+
+    ``segment_bytes``/``preallocate_bytes`` override the config's (the simulator passes
+    ``preallocate_bytes=0``: its fsync latency is a model, so padding would only cost memory).
 
     Recovery's own decisions (RETRY/DEAD for jobs a crash left in flight) are written and
     fsynced before any new work, whatever the commit policy, so that a second crash
@@ -243,6 +251,9 @@ def open_writer(
         batch_size=config.batch_size,
         batch_interval_s=config.batch_interval_s,
         segment_bytes=segment_bytes if segment_bytes is not None else config.segment_bytes,
+        preallocate_bytes=(
+            preallocate_bytes if preallocate_bytes is not None else config.preallocate_bytes
+        ),
     )
     if report.settle_records:
         writer.append(report.settle_records)

@@ -1,7 +1,7 @@
 """The write-ahead log: record framing, segments, the writer and the reader.
 
 Owns: the on-disk record format (``encode_record`` / ``decode_line``), ``WalWriter`` (one
-``disk.append`` per batch, commit policies ``always`` / ``batch`` / ``never``, group-commit
+disk write per batch, optional preallocation, commit policies ``always`` / ``batch`` / ``never``, group-commit
 split, segment rotation, poisoning after a failed fsync), ``read_wal`` (torn tail vs
 corruption, as in leveldb's ``log_reader`` and etcd's ``wal``), ``truncate_torn``,
 ``verify_wal``, ``wal_stats``, ``repair_wal``, ``list_segments`` and
@@ -53,6 +53,19 @@ next append creates a fresh active file.  The log is the closed segments in seq 
 the active one.  ``drop_segments_upto`` deletes closed segments wholly covered by a durable
 snapshot.  Other names in the folder (``wal.log.corrupt-...``) are ignored.
 
+Preallocation
+-------------
+With ``preallocate_bytes > 0`` (the runtime's default: 1 MiB) the writer keeps the active
+segment padded with newlines (``PAD``) to the next multiple of that size and writes records
+*over* the padding (``disk.write_at``) instead of appending.  An append changes the file's
+size, so every ``fdatasync`` after it must also commit metadata; an overwrite inside the
+file does not, which on ext4 roughly halves the latency of each group commit (PostgreSQL
+zero-fills its WAL segments for the same reason).  Padding is whitespace, so ``jq`` reads
+the file unchanged; ``read_wal`` stops at the first of the active segment's trailing
+newlines (``data_end``); ``rotate`` and ``close`` cut the padding off, so closed segments
+(where blank lines are damage) and a cleanly stopped log end at their last record.  A crash mid-write leaves the torn record
+followed by padding, which reads as the usual torn tail.
+
 Reading: torn tail vs corruption
 --------------------------------
 * In the last segment file, a damaged region (a line without ``\\n``, bad JSON, a checksum
@@ -92,6 +105,8 @@ from phase1.protocol import CORRECT, Protocol
 __all__ = [
     "POLICIES",
     "DEFAULT_SEGMENT_BYTES",
+    "PAD",
+    "data_end",
     "encode_record",
     "encode_records",
     "decode_line",
@@ -113,6 +128,7 @@ __all__ = [
 
 POLICIES = ("always", "batch", "never")
 DEFAULT_SEGMENT_BYTES = 64 << 20
+PAD = b"\n"  # preallocation padding: blank lines, which jq and JSON Lines readers skip
 
 _TRAILER = b',"checksum":'
 _TYPES = frozenset(RECORD_TYPES)
@@ -732,7 +748,8 @@ class WalRead:
 
     ``records`` holds only seq > ``after_seq``; ``first_seq``/``last_seq`` are those of all
     valid records read (0 if none); ``segments`` are the files read (closed segments wholly
-    <= ``after_seq`` are skipped); ``lines_read`` counts valid lines decoded.
+    <= ``after_seq`` are skipped); ``lines_read`` counts valid lines decoded; ``bytes_read``
+    counts the records' bytes, ``padding_bytes`` the preallocated padding after them.
     """
 
     records: list[Record]
@@ -742,6 +759,7 @@ class WalRead:
     torn: TornTail | None
     bytes_read: int
     lines_read: int
+    padding_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -764,6 +782,7 @@ class _Scan:
     last_seq: int = 0
     bytes_read: int = 0
     lines_read: int = 0
+    padding_bytes: int = 0
     damage: _Damage | None = None
 
 
@@ -776,6 +795,15 @@ def _valid_follows(lines: list[bytes], start: int) -> bool:
             continue
         return True
     return False
+
+
+def data_end(data: bytes) -> int:
+    """Where a segment's records end: before its trailing padding (``PAD`` bytes after the
+    last record's own newline).  A segment of nothing but padding ends at 0."""
+    if not data.endswith(b"\n\n") and data != PAD:
+        return len(data)  # no padding: the common case costs two byte compares
+    end = len(data.rstrip(PAD))
+    return end + 1 if end else 0
 
 
 def _split(data: bytes) -> tuple[list[bytes], bytes]:
@@ -806,9 +834,14 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
     append = scan.records.append
     prev = 0
     for index, (path, name_seq) in enumerate(paths):
-        data = disk.read(path)
+        whole = disk.read(path)
+        # Only the active segment may be padded: rotate cuts the padding before the rename,
+        # so trailing blank lines in a closed segment are damage like any other.
+        data_bytes = data_end(whole) if name_seq is None else len(whole)
+        data = whole if data_bytes == len(whole) else whole[:data_bytes]
         scan.segments.append(path)
-        scan.bytes_read += len(data)
+        scan.bytes_read += data_bytes
+        scan.padding_bytes += len(whole) - data_bytes
         # (0-based line index, byte offset, reason, seq if readable, is a sequence break)
         bad: tuple[int, int, str, int | None, bool] | None = None
         cut = data.rfind(b"\n") + 1
@@ -869,7 +902,9 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
             followed = (
                 sequence or not last_file or name_seq is not None or _valid_follows(lines, n + 1)
             )
-            scan.damage = _Damage(path, n + 1, off, reason, seq_read, sequence, followed, len(data))
+            scan.damage = _Damage(
+                path, n + 1, off, reason, seq_read, sequence, followed, len(whole)
+            )
             break
     scan.last_seq = prev
     if scan.lines_read:
@@ -927,6 +962,7 @@ def read_wal(disk: Disk, wal_path: str, *, after_seq: int = 0, rows: bool = Fals
         torn,
         scan.bytes_read,
         scan.lines_read,
+        scan.padding_bytes,
     )
 
 
@@ -954,6 +990,7 @@ def wal_stats(read: WalRead) -> dict[str, Any]:
         "last_seq": read.last_seq,
         "segments": list(read.segments),
         "bytes": read.bytes_read,
+        "padding_bytes": read.padding_bytes,
         "lines": read.lines_read,
         "torn": None
         if torn is None
@@ -993,7 +1030,8 @@ def repair_wal(disk: Disk, wal_path: str) -> RepairReport:
     """Cut the log at its first damage, saving every cut byte first (only when asked).
 
     The damaged file keeps its bytes before the damage; the bytes from the damage to its
-    end go to ``f"{path}.corrupt-{offset}"`` (fsynced); each later segment is renamed to
+    end (any preallocated padding left out) go to ``f"{path}.corrupt-{offset}"``
+    (fsynced); each later segment is renamed to
     ``f"{segment}.corrupt-0"``.  A closed segment that was cut is renamed to its true last
     seq (or, emptied, saved as a whole), so segment names stay in order.
     """
@@ -1003,7 +1041,7 @@ def repair_wal(disk: Disk, wal_path: str) -> RepairReport:
         return RepairReport(None, 0, 0, "clean", 0, 0, [], [])
     folder = folder_of(wal_path)
     data = disk.read(damage.path)
-    cut = data[damage.offset :]
+    cut = data[damage.offset : max(damage.offset, data_end(data))]  # padding is not data
     saved = f"{damage.path}.corrupt-{damage.offset}"
     disk.write(saved, cut)
     disk.fsync(saved)
@@ -1016,6 +1054,7 @@ def repair_wal(disk: Disk, wal_path: str) -> RepairReport:
     segments = list_segments(disk, wal_path)
     for path in segments[segments.index(damage.path) + 1 :]:
         later = disk.read(path)
+        later = later[: data_end(later)]
         bytes_cut += len(later)
         lost += _lines_in(later)
         target = f"{path}.corrupt-0"
@@ -1061,6 +1100,7 @@ class WalWriter:
         batch_size: int = 100,
         batch_interval_s: float = 0.010,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        preallocate_bytes: int = 0,
         protocol: Protocol = CORRECT,
     ) -> None:
         if policy not in POLICIES:
@@ -1073,12 +1113,15 @@ class WalWriter:
             raise ValueError(f"batch_interval_s={batch_interval_s} must be >= 0")
         if segment_bytes < 1:
             raise ValueError(f"segment_bytes={segment_bytes} must be >= 1")
+        if preallocate_bytes < 0:
+            raise ValueError(f"preallocate_bytes={preallocate_bytes} must be >= 0")
         self.disk = disk
         self.wal_path = wal_path
         self.policy = policy
         self.batch_size = batch_size
         self.batch_interval_s = batch_interval_s
         self.segment_bytes = segment_bytes
+        self.preallocate_bytes = preallocate_bytes
         self.protocol = protocol  # a broken variant only in the crash explorer's lessons
         self._folder = folder_of(wal_path)
         self._appended = next_seq - 1
@@ -1089,10 +1132,15 @@ class WalWriter:
         self._closed = False
         try:
             disk.makedirs(self._folder)
-            self._size = disk.size(wal_path) if disk.exists(wal_path) else 0
+            # _size: where the records end (the next append goes there); _alloc: the file's
+            # length, padding included (a previous run may have preallocated).
+            raw = disk.read(wal_path) if disk.exists(wal_path) else b""
+            self._alloc = len(raw)
+            self._size = data_end(raw)
+            del raw
             # A new file's *name* is durable only once its folder is fsynced.
             self._name_durable = False
-            if self._size:
+            if self._alloc:
                 # A previous run's bytes (and name) may sit only in the page cache: make
                 # them durable so durable_seq starts true.
                 if protocol.fsync:
@@ -1150,12 +1198,26 @@ class WalWriter:
                     f"(the log continues at {expected}); nothing written"
                 )
         data = encode_records(records)
+        start = self._size
+        end = start + len(data)
         try:
-            self.disk.append(self.wal_path, data)
+            if self._alloc > start or self.preallocate_bytes:
+                if end > self._alloc and self.preallocate_bytes:
+                    # Grow the padding in the same write, to the next multiple of the chunk:
+                    # a later overwrite changes no file size, so its fdatasync has no
+                    # metadata to commit (about half the latency on ext4).
+                    chunk = self.preallocate_bytes
+                    data += PAD * ((end // chunk + 1) * chunk - end)
+                self.disk.write_at(self.wal_path, start, data)
+                if start + len(data) > self._alloc:
+                    self._alloc = start + len(data)
+            else:
+                self.disk.append(self.wal_path, data)
+                self._alloc = end
         except OSError as exc:
             raise self._poisoned_by("append", self.wal_path, exc) from exc
         self._appended = records[-1].seq
-        self._size += len(data)
+        self._size = end
         self._waiting.append((self._appended, now_s))
         if self.policy == "always":
             self.sync()
@@ -1220,9 +1282,13 @@ class WalWriter:
         self._check_usable()
         path = self.wal_path
         try:
-            if not self.disk.exists(path) or self.disk.size(path) == 0:
+            if not self.disk.exists(path) or self._size == 0:
                 return None
-            if self._durable < self._appended:
+            trim = self._alloc > self._size
+            if trim:  # a closed segment keeps no padding
+                self.disk.truncate(path, self._size)
+                self._alloc = self._size
+            if self._durable < self._appended or trim:
                 if self.protocol.fsync:
                     self.disk.fsync(path)
                 self.mark_durable(self._appended)
@@ -1233,15 +1299,25 @@ class WalWriter:
         except OSError as exc:
             raise self._poisoned_by("rotate", path, exc) from exc
         self._size = 0
+        self._alloc = 0
         self._name_durable = False
         return closed
 
     def close(self) -> None:
-        """Sync what is unsynced (unless poisoned) and release the disk's handles."""
+        """Sync what is unsynced and cut any preallocated padding (unless poisoned), and
+        release the disk's handles.  A cleanly closed log has no trailing blank lines."""
         if self._closed:
             return
         try:
             if self._poison is None:
+                if self._alloc > self._size:
+                    try:
+                        self.disk.truncate(self.wal_path, self._size)
+                        if self.protocol.fsync:
+                            self.disk.fsync(self.wal_path)
+                    except OSError as exc:
+                        raise self._poisoned_by("close", self.wal_path, exc) from exc
+                    self._alloc = self._size
                 self.sync()
         finally:
             self._closed = True

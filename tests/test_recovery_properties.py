@@ -173,7 +173,7 @@ class DurableQueueMachine(RuleBasedStateMachine):
         acknowledged; a power loss keeps any prefix of its bytes (a torn tail)."""
 
         def die(op: DiskOp) -> None:
-            if op.kind == "append" and op.path == WAL:
+            if op.kind in ("append", "write_at") and op.path == WAL:
                 raise CrashNow(op)
 
         jobs = self.draw_jobs(data, data.draw(st.integers(1, 3)))

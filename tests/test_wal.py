@@ -273,7 +273,7 @@ def test_missing_wal_reads_empty(tmp_path: Path) -> None:
         (b"garbage that is not json\n", "not valid JSON"),
         (b"\x00" * 4096, "no newline"),
         (b"\x00" * 100 + b"\n" + b"\x00" * 50, "not valid JSON"),
-        (b"\n", "empty line"),
+        (b"\n\x00", "empty line"),  # (a bare trailing "\n" is padding: test_wal_prealloc)
         (b"\xff\xfe\xfd\n", "not valid JSON"),
         (encode_record(rec(4)).replace(b"task", b"tusk"), "checksum mismatch"),
     ],
@@ -593,14 +593,18 @@ def test_repair_of_a_torn_tail_in_the_active_segment(tmp_path: Path) -> None:
     assert Path(f"{wal}.corrupt-{len(good)}").read_bytes() == b"\x00" * 100
 
 
-def test_jq_recipes_read_the_wal(tmp_path: Path) -> None:
+@pytest.mark.parametrize("preallocate", [0, 4096], ids=["appended", "padded"])
+def test_jq_recipes_read_the_wal(tmp_path: Path, preallocate: int) -> None:
     jq = shutil.which("jq")
     if jq is None:
         pytest.fail("jq is not on PATH: install it (`apt-get install jq`; CI installs it)")
     wal = str(tmp_path / "wal.log")
-    writer = WalWriter(OsDisk(), wal, next_seq=1, policy="always")
+    writer = WalWriter(OsDisk(), wal, next_seq=1, policy="always", preallocate_bytes=preallocate)
     writer.append(ALL_TYPES)
-    writer.close()
+    if preallocate:  # a running queue's log: the padding is still there
+        assert Path(wal).stat().st_size == preallocate
+    else:
+        writer.close()
     out = subprocess.run(
         [jq, "-c", 'select(.type == "TIMEOUT")', wal], capture_output=True, check=True
     ).stdout

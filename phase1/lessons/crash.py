@@ -25,6 +25,7 @@ __all__ = ["explore_frame", "violations_frame", "plot_violation_timeline"]
 
 _OP_COLORS = {
     "append": "tab:blue",
+    "write_at": "tab:blue",
     "write": "tab:blue",
     "truncate": "tab:purple",
     "fsync": "tab:green",

@@ -71,23 +71,21 @@ class DyingDisk(SimDisk):
         self.budget = None
         return cut
 
-    def write(self, path: str, data: bytes) -> None:
+    def _land(self, path: str, data: bytes, put: Callable[[bytes], None]) -> None:
         cut = self._spend(data)
-        if cut is None:
-            super().write(path, data)
-            return
-        super().write(path, cut)
-        self.crash("process")
-        raise ProcessDied(f"died after {len(cut)} of {len(data)} bytes of {path}")
+        put(data if cut is None else cut)
+        if cut is not None:
+            self.crash("process")
+            raise ProcessDied(f"died after {len(cut)} of {len(data)} bytes of {path}")
+
+    def write(self, path: str, data: bytes) -> None:
+        self._land(path, data, lambda d: SimDisk.write(self, path, d))
 
     def append(self, path: str, data: bytes) -> None:
-        cut = self._spend(data)
-        if cut is None:
-            super().append(path, data)
-            return
-        super().append(path, cut)
-        self.crash("process")
-        raise ProcessDied(f"died after {len(cut)} of {len(data)} bytes of {path}")
+        self._land(path, data, lambda d: SimDisk.append(self, path, d))
+
+    def write_at(self, path: str, offset: int, data: bytes) -> None:
+        self._land(path, data, lambda d: SimDisk.write_at(self, path, offset, d))
 
 
 def old_and_new_states(n_jobs: int = 6) -> tuple[CoreState, CoreState]:
@@ -200,7 +198,7 @@ def op_text(op: DiskOp | None) -> str:
     base = op.path.rpartition("/")[2] or op.path
     if op.kind == "rename" and op.dst is not None:
         return f"rename {base} -> {op.dst.rpartition('/')[2]}"
-    if op.kind in ("write", "append"):
+    if op.kind in ("write", "append", "write_at"):
         return f"{op.kind} {base} ({op.size} B)"
     return f"{op.kind} {base}"
 

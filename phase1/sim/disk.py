@@ -11,7 +11,8 @@ Model
 * **Inodes.**  Each file is an inode with ``durable`` bytes (what survives power loss) and
   ``data`` (what the OS shows: ``durable`` plus the unsynced operations).  Unsynced
   operations are kept per inode, in order, as ``PendingOp`` (``write`` = replace the
-  contents, ``append`` at an offset, ``truncate``).  ``fsync(path)`` makes all of them
+  contents, ``append`` at an offset, ``write_at`` = overwrite in place (``pwrite``),
+  ``truncate``).  ``fsync(path)`` makes all of them
   durable: the inode's *contents*, not its name.
 * **Names.**  There are two directory tables, ``name -> inode``: the current one (what
   ``exists``/``read``/``listdir`` see) and the durable one (what survives power loss).
@@ -30,7 +31,8 @@ Model
   in the durable table, keep ``durable`` plus a *prefix* of its pending operations drawn
   from ``rng`` (``None`` keeps none); the last kept ``write``/``append`` may be cut at a
   byte (``torn``), and with ``zero_fill`` the lost part reads as zero bytes of the same
-  length (ext4 writeback exposing allocated but unwritten blocks).  The current directory
+  length (ext4 writeback exposing allocated but unwritten blocks; a torn ``write_at`` keeps
+  the old bytes where it overwrote some, and zero-fills only past the old end).  The current directory
   table reverts to the durable one.  ``apply_power_loss`` is the same without ``rng``: the
   caller names every choice, so an explorer can enumerate them (``pending_at_power_loss``
   lists what there is to choose).
@@ -66,9 +68,17 @@ __all__ = [
 ]
 
 OpKind = Literal[
-    "write", "append", "truncate", "fsync", "fsync_dir", "rename", "unlink", "makedirs"
+    "write",
+    "append",
+    "write_at",
+    "truncate",
+    "fsync",
+    "fsync_dir",
+    "rename",
+    "unlink",
+    "makedirs",
 ]
-PendingKind = Literal["write", "append", "truncate"]
+PendingKind = Literal["write", "append", "write_at", "truncate"]
 CrashKind = Literal["process", "power"]
 
 _ROOTS = frozenset({".", "/"})
@@ -101,9 +111,9 @@ def parent_of(path: str) -> str:
 class DiskOp:
     """One mutating call, as ``SimDisk.op_log`` records it (reads are not logged).
 
-    ``size``: bytes written (``write``/``append``), the new length (``truncate``), bytes made
-    durable (``fsync``), entries made durable (``fsync_dir``), 0 otherwise.  ``offset``: where
-    an ``append`` started.  ``ok`` is False for an fsync that failed (fault injection).
+    ``size``: bytes written (``write``/``append``/``write_at``), the new length (``truncate``),
+    bytes made durable (``fsync``), entries made durable (``fsync_dir``), 0 otherwise.
+    ``offset``: where an ``append`` or ``write_at`` started.  ``ok`` is False for an fsync that failed (fault injection).
     """
 
     index: int
@@ -120,12 +130,13 @@ class PendingOp:
     """An unsynced change to one inode's contents, replayed in order at power loss."""
 
     kind: PendingKind
-    offset: int  # append: where it starts; write: 0; truncate: the new length
+    offset: int  # append/write_at: where it starts; write: 0; truncate: the new length
     data: bytes = b""
 
     @property
     def tearable(self) -> bool:
-        """Can a power loss keep only part of it?  (``write``/``append`` with bytes.)"""
+        """Can a power loss keep only part of it?  (``write``/``append``/``write_at`` with
+        bytes.)"""
         return self.kind != "truncate" and len(self.data) > 0
 
     def apply(self, buf: bytearray, cut: int | None = None, zero_fill: bool = False) -> None:
@@ -134,6 +145,16 @@ class PendingOp:
             _resize(buf, self.offset)
             return
         payload = self.data
+        if self.kind == "write_at":
+            start = self.offset
+            kept = payload if cut is None or cut >= len(payload) else payload[:cut]
+            if len(buf) < start:
+                buf.extend(bytes(start - len(buf)))
+            buf[start : start + len(kept)] = kept
+            end = start + len(payload)
+            if zero_fill and len(kept) < len(payload) and end > len(buf):
+                buf.extend(bytes(end - len(buf)))  # only past the old end: no old bytes there
+            return
         if cut is not None and cut < len(payload):
             kept = payload[:cut]
             payload = kept + bytes(len(payload) - cut) if zero_fill else kept
@@ -224,12 +245,12 @@ class SimDisk:
         self.op_log: list[DiskOp] = []
         self.fsync_count = 0  # file fsync calls, failed ones included
         self.fsync_dir_count = 0  # fsync_dir calls, failed ones included
-        self.bytes_written = 0  # bytes handed to write/append
+        self.bytes_written = 0  # bytes handed to write/append/write_at
         self.fail_fsync_after = fail_fsync_after
         self.fail_fsync_dir_after = fail_fsync_dir_after
         self.on_op = on_op  # called after every logged op (the explorer's hook)
-        # False: no ``op_log`` entry (and no ``on_op`` call) for ``append`` and ``fsync``,
-        # the WAL's per-record calls; the simulator's harness reads neither
+        # False: no ``op_log`` entry (and no ``on_op`` call) for ``append``, ``write_at`` and
+        # ``fsync``, the WAL's per-record calls; the simulator's harness reads none of them
         self.log_ops = log_ops
 
     # -- queries (not logged) -------------------------------------------------------------
@@ -301,6 +322,22 @@ class SimDisk:
             self.op_log.append(op)
             if self.on_op is not None:
                 self.on_op(op)
+
+    def write_at(self, path: str, offset: int, data: bytes) -> None:
+        p = _NORM.get(path) or normpath(path)
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset", p)
+        if type(data) is not bytes:
+            data = bytes(data)
+        inode = self._open_for_write(p)
+        self._handles.add(p)
+        op = _make_pending("write_at", offset, data)
+        inode.pending.append(op)
+        op.apply(inode.data)
+        size = len(data)
+        self.bytes_written += size
+        if self.log_ops:
+            self._log("write_at", p, size=size, offset=offset)
 
     def truncate(self, path: str, size: int) -> None:
         p = normpath(path)

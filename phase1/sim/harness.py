@@ -465,7 +465,9 @@ class Simulation:
     # -- start-up ---------------------------------------------------------------------------------
     def _start(self) -> None:
         self.core, report = recover(self.disk, self.config, now_s=0.0, check=self.debug_check)
-        self.writer = open_writer(self.disk, self.config, report, segment_bytes=_NO_AUTO_ROTATION)
+        self.writer = open_writer(
+            self.disk, self.config, report, segment_bytes=_NO_AUTO_ROTATION, preallocate_bytes=0
+        )
         self._up = True
         self._idle.extend(self.workers)
         per = self.workload.jobs // self.workload.producers
@@ -1081,7 +1083,9 @@ class Simulation:
         # -- the real recovery, on what the disk kept ------------------------------------------
         w0 = time.perf_counter()
         core, report = recover(self.disk, self.config, now_s=now, check=self.debug_check)
-        writer = open_writer(self.disk, self.config, report, segment_bytes=_NO_AUTO_ROTATION)
+        writer = open_writer(
+            self.disk, self.config, report, segment_bytes=_NO_AUTO_ROTATION, preallocate_bytes=0
+        )
         wall = time.perf_counter() - w0
         self.core, self.writer = core, writer
         self._durable_at = now
