@@ -104,11 +104,23 @@ class JobKind:
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """What the producers submit and how long the work takes.
+    """What the producers submit, how the workers take it, and how long the work takes.
 
     ``jobs`` ids are submitted in total (``j000000``...); arrivals are Poisson at
     ``rate_per_s`` split evenly over ``producers``; bursts (Poisson at
     ``burst_rate_per_s``) add ``burst_size`` jobs at one instant, submitted as one batch.
+
+    Batching, as the runtime offers it (both 1 by default, the runtime's defaults):
+
+    * ``submit_batch``: each producer call submits this many jobs at once, as a client
+      calling ``Controller.enqueue_jobs`` with a list does (one ENQUEUE step, one
+      acknowledgment for all); calls arrive at ``rate_per_s / submit_batch``, so the job
+      rate stays ``rate_per_s``;
+    * ``prefetch``: tasks a worker may hold, as ``Controller(prefetch=...)``: the
+      dispatcher hands a worker up to its free places in one DISPATCH step; the worker
+      runs them one after another and its result and the refill go in one step; a queued
+      task's deadline runs while it waits, and a queued task whose attempt timed out is
+      skipped (its context was cancelled).
     """
 
     jobs: int = 1000
@@ -123,10 +135,14 @@ class Workload:
     depends_window: int = 32
     sample_interval_s: float = 0.05  # queue-depth sampling
     max_duration_s: float = 3600.0  # run() stops here when no until_s is given
+    submit_batch: int = 1  # jobs per producer call (Controller.enqueue_jobs)
+    prefetch: int = 1  # tasks a worker may hold (Controller(prefetch=...))
 
     def __post_init__(self) -> None:
         if self.jobs < 0 or self.rate_per_s <= 0 or self.producers < 1:
             raise ValueError("Workload: jobs >= 0, rate_per_s > 0 and producers >= 1 required")
+        if self.submit_batch < 1 or self.prefetch < 1:
+            raise ValueError("Workload: submit_batch >= 1 and prefetch >= 1 required")
         if not self.mix or any(k.weight < 0 for k in self.mix):
             raise ValueError("Workload.mix needs at least one JobKind with weight >= 0")
         for k in self.mix:
@@ -241,14 +257,22 @@ class _Track:
 
 
 class _Worker:
-    __slots__ = ("wid", "rng", "factor", "stuck", "busy", "alive", "task", "deaths")
+    """One worker slot.  It holds ``held`` tasks (dispatched and not finished: in delivery,
+    queued in ``inbox`` or running), at most ``Workload.prefetch``; ``running``: one of
+    them executes (or hangs) now."""
+
+    __slots__ = (
+        "wid", "rng", "factor", "stuck", "held", "running", "inbox", "alive", "task", "deaths",
+    )  # fmt: skip
 
     def __init__(self, wid: int, rng: random.Random, factor: float, stuck: bool) -> None:
         self.wid = wid
         self.rng = rng
         self.factor = factor
         self.stuck = stuck
-        self.busy = False
+        self.held = 0
+        self.running = False
+        self.inbox: deque[SendToWorker] = deque()  # delivered, not started
         self.alive = True
         self.task = 0  # bumped to abandon the current task (death, cancellation, crash)
         self.deaths = 0
@@ -402,8 +426,10 @@ class Simulation:
             for w in self.workers
         ]
         self._rate_each_s = wl.rate_per_s / wl.producers
-        # rng.expovariate(self._rate_each_s) per producer (the same draws)
-        self._gap = [_expo(r, self._rate_each_s) for r in self._producer_rngs]
+        # rng.expovariate(calls per second) per producer (the same draws)
+        self._gap = [_expo(r, self._rate_each_s / wl.submit_batch) for r in self._producer_rngs]
+        self._prefetch = wl.prefetch
+        self._cancelled: set[tuple[str, int]] = set()  # timed-out attempts (prefetch > 1)
         self.stuck_workers = sorted(stuck_ids)
 
         self._never = config.commit_policy == "never"
@@ -608,10 +634,17 @@ class Simulation:
         return track
 
     def _arrive(self, p: int, quota: int) -> None:
-        track = self._new_job(self._producer_rngs[p])
-        self._submit([track], new=True)
-        if quota > 1:
-            self._at(self._gap[p](), self._arrive, p, quota - 1)
+        """Producer ``p``'s next call: ``submit_batch`` jobs (fewer for the last call)."""
+        rng = self._producer_rngs[p]
+        n = self.workload.submit_batch
+        if n == 1:
+            tracks = [self._new_job(rng)]
+        else:
+            n = min(n, quota)
+            tracks = [self._new_job(rng) for _ in range(n)]
+        self._submit(tracks, new=True)
+        if quota > n:
+            self._at(self._gap[p](), self._arrive, p, quota - n)
         else:
             self._producers_left -= 1
             self._check_drained()
@@ -824,6 +857,8 @@ class Simulation:
             elif cls is TimedOut:
                 self.counters["timeouts"] += 1
                 self._t("timeout", eff.job_id, eff.attempt)
+                if self._prefetch > 1:  # a queued task of this attempt is cancelled
+                    self._cancelled.add((eff.job_id, eff.attempt))
             elif cls is Retried:
                 self.counters["retries"] += 1
                 self._t("retry", eff.job_id, eff.attempt, eff.cause)
@@ -833,13 +868,15 @@ class Simulation:
                 if tr is not None:
                     tr.dead_reason = eff.reason
                 self._t("dead", eff.job_id, eff.reason)
-        self._check_drained()
+        if self._producers_left <= 0:  # _check_drained()'s first test, inline
+            self._check_drained()
 
     # -- dispatch and workers -----------------------------------------------------------------------
     def _pump(self, extra: Step | None = None, submitted: list[_Track] | None = None) -> None:
-        """Hand ready jobs to idle workers: one append for every DISPATCH plus ``extra``
-        (a worker's ACK/FAIL that came with its request for the next job, or the ENQUEUEs
-        of ``submitted``, acknowledged to their producers once durable)."""
+        """Hand ready jobs to workers with free places (each worker all it can take, in
+        one ``core.dispatch``): one append for every DISPATCH plus ``extra`` (a worker's
+        ACK/FAIL that came with its request for the next job, or the ENQUEUEs of
+        ``submitted``, acknowledged to their producers once durable)."""
         if not self._up:
             return
         records: tuple[Any, ...] | list[Any] = extra.records if extra is not None else ()
@@ -852,19 +889,26 @@ class Simulation:
             core = self.core
             assert core is not None
             now = self.env._now
+            prefetch = self._prefetch
             while idle:
                 w = idle[0]
                 if not w.alive:
                     idle.popleft()
                     continue
-                d = core.dispatch(now, w.wid, 1)
-                if not d.records:
+                free = prefetch - w.held
+                d = core.dispatch(now, w.wid, free)
+                got = len(d.records)  # DISPATCH records only: one per job handed out
+                if not got:
                     self._maybe_ready = False
                     break
-                idle.popleft()
-                w.busy = True
+                w.held += got
+                if got == free:
+                    idle.popleft()  # full
                 records = [*records, *d.records]
                 effects = [*effects, *d.effects]
+                if got < free:
+                    self._maybe_ready = False  # dispatch ran out of ready jobs
+                    break
         if not records:
             if effects:
                 self._perform(effects)
@@ -873,10 +917,16 @@ class Simulation:
             assert self.core is not None
             self.core.check()
         seq = self._append(records)
-        if submitted:
-            self._wait(seq, 0, (submitted, seq))
-        if effects:
-            self._wait(seq, 1, effects)
+        if self._never:
+            if submitted:
+                self._wait(seq, 0, (submitted, seq))
+            if effects:
+                self._wait(seq, 1, effects)
+        else:  # _wait(): always and batch acknowledge once an fsync covers seq
+            if submitted:
+                self._waiters.append((seq, 0, (submitted, seq)))
+            if effects:
+                self._waiters.append((seq, 1, effects))
 
     def _wake(self, gen: int) -> None:
         if gen == self._gen:
@@ -884,6 +934,8 @@ class Simulation:
             self._pump()
 
     def _start_task(self, send: SendToWorker) -> None:
+        """Deliver ``send`` (its DISPATCH is durable): the worker runs it now, or queues it
+        behind the task it runs (``prefetch`` > 1)."""
         w = self.workers[send.worker_id]
         job_id = send.job.id
         tr = self.tracks.get(job_id)
@@ -892,6 +944,36 @@ class Simulation:
         self._tr((self.env._now, "deliver", job_id, w.wid, send.attempt))
         if not w.alive:
             return  # died between dispatch and delivery: the deadline rescues the job
+        if w.running or w.inbox:
+            w.inbox.append(send)
+            return
+        self._run_task(w, send, tr)
+
+    def _next_task(self, w: _Worker) -> None:
+        """The worker is free: start its oldest queued task, skipping those whose attempt
+        timed out while they waited (cancelled: no result; the place is free again)."""
+        inbox = w.inbox
+        cancelled = self._cancelled
+        while inbox and not w.running:
+            send = inbox.popleft()
+            key = (send.job.id, send.attempt)
+            if key in cancelled:
+                cancelled.discard(key)
+                self._t("cancelled", send.job.id, w.wid, send.attempt)
+                self._release_place(w)
+                continue
+            self._run_task(w, send, self.tracks.get(send.job.id))
+
+    def _release_place(self, w: _Worker) -> None:
+        """One of ``w``'s tasks is over: its place takes a job again (and ``w`` is back
+        among the dispatcher's candidates if it was full)."""
+        w.held -= 1
+        if w.held == self._prefetch - 1:
+            self._idle.append(w)
+        self._maybe_ready = True
+
+    def _run_task(self, w: _Worker, send: SendToWorker, tr: _Track | None) -> None:
+        w.running = True
         w.task += 1
         task = w.task
         rng = w.rng
@@ -914,8 +996,11 @@ class Simulation:
         self._free(w)
 
     def _free(self, w: _Worker) -> None:
-        w.busy = False
-        self._idle.append(w)
+        w.running = False
+        w.held -= 1
+        if w.held == self._prefetch - 1:
+            self._idle.append(w)
+        self._next_task(w)
         self._pump()
 
     def _task_done(self, w: _Worker, task: int, gen: int, send: SendToWorker, ok: bool) -> None:
@@ -934,9 +1019,13 @@ class Simulation:
         else:
             self.counters["handler_failures"] += 1
             step = core.fail(job_id, send.attempt, now, "handler failed")
-        w.busy = False
-        self._idle.append(w)
+        w.running = False
+        w.held -= 1  # _release_place(w), inline
+        if w.held == self._prefetch - 1:
+            self._idle.append(w)
         self._maybe_ready = True
+        if w.inbox:
+            self._next_task(w)  # the worker goes on at once; its result is the pump's
         self._pump(step)
 
     def _schedule_death(self, w: _Worker) -> None:
@@ -950,7 +1039,8 @@ class Simulation:
             w.alive = False
             w.deaths += 1
             w.task += 1  # the current task is lost; its deadline rescues the job
-            if not w.busy and w in self._idle:
+            w.inbox.clear()  # so are the queued ones (prefetch > 1)
+            if w in self._idle:
                 self._idle.remove(w)
             self.counters["worker_deaths"] += 1
             self._t("worker_died", w.wid)
@@ -961,7 +1051,8 @@ class Simulation:
         if w.alive or w.deaths != deaths:
             return
         w.alive = True
-        w.busy = False
+        w.held = 0
+        w.running = False
         self._t("worker_restarted", w.wid)
         if self._up:
             self._idle.append(w)
@@ -1122,9 +1213,12 @@ class Simulation:
         self._snapshot_due = False
         self._waiters.clear()
         self._idle.clear()
+        self._cancelled.clear()
         for w in self.workers:
             w.task += 1
-            w.busy = False
+            w.held = 0
+            w.running = False
+            w.inbox.clear()
             w.alive = True  # worker threads restart with the process
         self.core = None
         self.writer = None
@@ -1230,7 +1324,7 @@ class Simulation:
             return
         if full:
             c = core.counts()
-            busy = any(w.busy for w in self.workers)
+            busy = any(w.held for w in self.workers)
             if not c["in_flight"] and not c["failed"] and c["pending"] == c["blocked"] and not busy:
                 self._finish_drained()  # only jobs blocked on dependencies that never finish
 
