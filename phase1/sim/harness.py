@@ -896,6 +896,9 @@ class Simulation:
                     idle.popleft()
                     continue
                 free = prefetch - w.held
+                if free <= 0:  # defensive: a full worker takes nothing
+                    idle.popleft()
+                    continue
                 d = core.dispatch(now, w.wid, free)
                 got = len(d.records)  # DISPATCH records only: one per job handed out
                 if not got:
