@@ -10,7 +10,11 @@
   measured in the same process, alternating with the bare model; each is the median of
   ``REPEATS`` runs; ratio = harness / bare.  The notes add both medians per CPU second
   (``time.process_time``), which other processes on a busy machine move much less than
-  the wall-clock figures;
+  the wall-clock figures.  The scenario runs at the runtime's defaults: one job per
+  ``enqueue_jobs`` call, ``prefetch`` 1;
+* ``sim.bare_simpy_batched`` / ``sim.crash_storm_batched`` (information): the same pair
+  with clients submitting ``BATCH`` jobs per call and ``prefetch=BATCH`` (the end-to-end
+  benchmark's prefetch): what batched semantics buy at crash-storm's service times;
 * ``sim.sweep``: a 20-point x 3-seed sweep of 10,000-job crash-storm runs through
   ``phase1.sim.experiments.sweep`` on its default 2-process pool, wall seconds (shrunk with
   ``--quick``: 4 points x 3 seeds of 2,000 jobs; ``--smoke``: 2 x 1 of 300; the notes say so
@@ -35,6 +39,7 @@ from benchmarks._harness import Context, Result, ratio
 __all__ = ["bench", "bench_sim", "bare_model", "sweep_point"]
 
 REPEATS = 3
+BATCH = 16  # jobs per enqueue_jobs call and prefetch, for the *_batched rows
 TARGET_JOBS_S = 50_000
 TARGET_SWEEP_S = 60.0
 # mode -> (crash-storm jobs, sweep points, sweep seeds, jobs per sweep run)
@@ -45,17 +50,21 @@ SIZES = {
 }
 
 
-def bare_model(jobs: int, rate_per_s: float, service_s_mean: float, seed: int = 0) -> int:
-    """A producer, 2 workers and a Store: returns jobs completed."""
+def bare_model(
+    jobs: int, rate_per_s: float, service_s_mean: float, seed: int = 0, batch: int = 1
+) -> int:
+    """A producer, 2 workers and a Store: returns jobs completed.  ``batch``: the producer
+    puts that many jobs at each arrival (arrivals at ``rate_per_s / batch``)."""
     env = simpy.Environment()
     store: simpy.Store = simpy.Store(env)
     rng = random.Random(seed)
     done = [0]
 
     def producer() -> Any:
-        for i in range(jobs):
-            yield env.timeout(rng.expovariate(rate_per_s))
-            yield store.put(i)
+        for i in range(0, jobs, batch):
+            yield env.timeout(rng.expovariate(rate_per_s / batch))
+            for j in range(i, min(i + batch, jobs)):
+                yield store.put(j)
 
     def worker() -> Any:
         while True:
@@ -70,12 +79,15 @@ def bare_model(jobs: int, rate_per_s: float, service_s_mean: float, seed: int = 
     return done[0]
 
 
-def _crash_storm(seed: int, jobs: int) -> Any:
-    """The ``crash-storm`` scenario resized to ``jobs``, crashes spread over the whole run."""
+def _crash_storm(seed: int, jobs: int, batch: int = 1) -> Any:
+    """The ``crash-storm`` scenario resized to ``jobs``, crashes spread over the whole run;
+    ``batch`` > 1: clients submit that many jobs per call and workers prefetch that many."""
     from phase1.sim.scenarios import scenario
 
     config, plan, workload = scenario("crash-storm", seed)
     workload = replace(workload, jobs=jobs)
+    if batch > 1:
+        workload = replace(workload, submit_batch=batch, prefetch=batch)
     plan = replace(plan, crash_window_s=(0.0, jobs / workload.rate_per_s))
     return config, plan, workload
 
@@ -94,40 +106,91 @@ def sweep_point(snapshot_interval_s: float, seed: int, jobs: int) -> dict[str, A
     }
 
 
+class _Pair:
+    """The bare model and the harness on one workload, alternated ``REPEATS`` times."""
+
+    def __init__(self, jobs: int, batch: int) -> None:
+        from phase1.sim.harness import Simulation
+
+        config, plan, workload = _crash_storm(1, jobs, batch)
+        # the same arrival rate and total capacity: 2 workers at half the mix's mean service
+        # time (the scenario has 4 workers)
+        self.mean_service = sum(k.weight * k.service_s_mean for k in workload.mix) / sum(
+            k.weight for k in workload.mix
+        )
+        self.jobs, self.batch, self.rate_per_s = jobs, batch, workload.rate_per_s
+        self.bare: list[float] = []
+        self.harness: list[float] = []
+        self.bare_cpu: list[float] = []
+        self.harness_cpu: list[float] = []
+        res = None
+        for _ in range(REPEATS):  # alternate, so a busy moment hits both
+            t0, c0 = time.perf_counter(), time.process_time()
+            n_bare = bare_model(jobs, workload.rate_per_s, self.mean_service / 2, batch=batch)
+            self.bare.append(n_bare / (time.perf_counter() - t0))
+            self.bare_cpu.append(n_bare / (time.process_time() - c0))
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = Simulation(config, plan, workload, 1).run()
+            self.harness.append(res.ledger["completed"] / (time.perf_counter() - t0))
+            self.harness_cpu.append(res.ledger["completed"] / (time.process_time() - c0))
+        assert res is not None
+        self.res = res
+        self.bare_rate = statistics.median(self.bare)
+        self.harness_rate = statistics.median(self.harness)
+
+    def rows(self, suffix: str, target: bool) -> list[dict[str, Any]]:
+        res = self.res
+        h_cpu, b_cpu = statistics.median(self.harness_cpu), statistics.median(self.bare_cpu)
+        cpu_note = (
+            f"; per CPU-s (median): harness {h_cpu:,.0f}, bare {b_cpu:,.0f}, "
+            f"ratio {h_cpu / b_cpu:.3f}"
+        )
+        shape = (
+            "1 job per call, prefetch 1 (the runtime's defaults)"
+            if self.batch == 1
+            else f"{self.batch} jobs per call, prefetch {self.batch}"
+        )
+        bare_shape = "" if self.batch == 1 else f", {self.batch} jobs per arrival"
+        storm: dict[str, Any] = {
+            "name": f"sim.crash_storm{suffix}",
+            "value": self.harness_rate,
+            "unit": "jobs/s",
+            "baseline": self.bare_rate,
+            "ratio": self.harness_rate / self.bare_rate,
+            "target": f">= {TARGET_JOBS_S:,} jobs/s and >= 1/3 of bare" if target else "",
+            "crashes": res.ledger["crashes"],
+            "lost": res.ledger["lost"],
+            "notes": f"crash-storm seed 1, {self.jobs:,} jobs, {shape} (simulated completions "
+            f"/ wall s), {res.ledger['crashes']} crashes, {res.ledger['lost']} lost, "
+            f"{res.ledger['records'] / res.ledger['fsyncs']:.2f} records per fsync, "
+            f"{res.virtual_s:.1f} virtual s; median of {REPEATS}: "
+            + ", ".join(f"{r:,.0f}" for r in self.harness)
+            + cpu_note,
+        }
+        if target:
+            storm["met"] = (
+                self.harness_rate >= TARGET_JOBS_S and self.harness_rate >= self.bare_rate / 3
+            )
+        bare = {
+            "name": f"sim.bare_simpy{suffix}",
+            "value": self.bare_rate,
+            "unit": "jobs/s",
+            "baseline": None,
+            "ratio": None,
+            "target": "",
+            "notes": f"{self.jobs:,} jobs, {self.rate_per_s:g} jobs/s arrivals{bare_shape}, "
+            f"2 workers at {self.mean_service / 2 * 1e3:.2f} ms mean; median of {REPEATS}: "
+            + ", ".join(f"{r:,.0f}" for r in self.bare),
+        }
+        return [bare, storm]
+
+
 def bench_sim(quick: bool = False, *, mode: str | None = None) -> list[dict[str, Any]]:
     from phase1.sim.experiments import sweep
-    from phase1.sim.harness import Simulation
 
     mode = mode or ("quick" if quick else "full")
     jobs, points, seeds, sweep_jobs = SIZES[mode]
-    config, plan, workload = _crash_storm(1, jobs)
-    # the same arrival rate and total capacity: 2 workers at half the mix's mean service time
-    # (the scenario has 4 workers)
-    mean_service = sum(k.weight * k.service_s_mean for k in workload.mix) / sum(
-        k.weight for k in workload.mix
-    )
-    bare_rates: list[float] = []
-    harness_rates: list[float] = []
-    bare_cpu: list[float] = []
-    harness_cpu: list[float] = []
-    res = None
-    for _ in range(REPEATS):  # alternate, so a busy moment hits both
-        t0, c0 = time.perf_counter(), time.process_time()
-        n_bare = bare_model(jobs, workload.rate_per_s, mean_service / 2)
-        bare_rates.append(n_bare / (time.perf_counter() - t0))
-        bare_cpu.append(n_bare / (time.process_time() - c0))
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = Simulation(config, plan, workload, 1).run()
-        harness_rates.append(res.ledger["completed"] / (time.perf_counter() - t0))
-        harness_cpu.append(res.ledger["completed"] / (time.process_time() - c0))
-    assert res is not None
-    bare_rate = statistics.median(bare_rates)
-    harness_rate = statistics.median(harness_rates)
-    cpu_note = (
-        f"; per CPU-s (median): harness {statistics.median(harness_cpu):,.0f}, "
-        f"bare {statistics.median(bare_cpu):,.0f}, "
-        f"ratio {statistics.median(harness_cpu) / statistics.median(bare_cpu):.3f}"
-    )
+    rows = _Pair(jobs, 1).rows("", target=True) + _Pair(jobs, BATCH).rows("_batched", False)
 
     grid: dict[str, Sequence[Any]] = {
         "snapshot_interval_s": [0.1 + 0.05 * i for i in range(points)],
@@ -139,34 +202,7 @@ def bench_sim(quick: bool = False, *, mode: str | None = None) -> list[dict[str,
     runs = points * len(seeds)
     full = mode == "full"
     size = f"{points} points x {len(seeds)} seed(s) x {sweep_jobs:,} jobs"
-    return [
-        {
-            "name": "sim.bare_simpy",
-            "value": bare_rate,
-            "unit": "jobs/s",
-            "baseline": None,
-            "ratio": None,
-            "target": "",
-            "notes": f"{jobs:,} jobs, {workload.rate_per_s:g} jobs/s arrivals, 2 workers at "
-            f"{mean_service / 2 * 1e3:.2f} ms mean; median of {REPEATS}: "
-            + ", ".join(f"{r:,.0f}" for r in bare_rates),
-        },
-        {
-            "name": "sim.crash_storm",
-            "value": harness_rate,
-            "unit": "jobs/s",
-            "baseline": bare_rate,
-            "ratio": harness_rate / bare_rate,
-            "target": f">= {TARGET_JOBS_S:,} jobs/s and >= 1/3 of bare",
-            "met": harness_rate >= TARGET_JOBS_S and harness_rate >= bare_rate / 3,
-            "crashes": res.ledger["crashes"],
-            "lost": res.ledger["lost"],
-            "notes": f"crash-storm seed 1, {jobs:,} jobs (simulated completions / wall s), "
-            f"{res.ledger['crashes']} crashes, {res.ledger['lost']} lost, "
-            f"{res.virtual_s:.1f} virtual s; median of {REPEATS}: "
-            + ", ".join(f"{r:,.0f}" for r in harness_rates)
-            + cpu_note,
-        },
+    return rows + [
         {
             "name": "sim.sweep",
             "value": sweep_s,
@@ -193,7 +229,9 @@ def bench(ctx: Context) -> list[Result]:
                 figure=row["value"],
                 unit=row["unit"],
                 baseline=row["baseline"],
-                baseline_label="sim.bare_simpy (same run)" if row["baseline"] else "",
+                baseline_label=row["name"].replace("crash_storm", "bare_simpy") + " (same run)"
+                if row["baseline"]
+                else "",
                 ratio=ratio(row["value"], row["baseline"]),
                 target=row["target"],
                 met=row.get("met"),
@@ -204,7 +242,13 @@ def bench(ctx: Context) -> list[Result]:
 
 
 BENCHMARKS = [("sim", bench)]
-ROW_NAMES = ["sim.bare_simpy", "sim.crash_storm", "sim.sweep"]
+ROW_NAMES = [
+    "sim.bare_simpy",
+    "sim.crash_storm",
+    "sim.bare_simpy_batched",
+    "sim.crash_storm_batched",
+    "sim.sweep",
+]
 
 
 if __name__ == "__main__":

@@ -197,3 +197,74 @@ def test_group_commit_batches_records_per_fsync() -> None:
     assert batch["records"] / batch["fsyncs"] > 2.0
     assert always["fsyncs"] >= always["records"] / 3
     assert batch["virtual_s"] < always["virtual_s"]
+
+
+# -- batching: submit_batch (Controller.enqueue_jobs with a list) and prefetch --------------------
+BATCHED = {"submit_batch": 8, "prefetch": 4}
+
+
+def test_batching_defaults_to_the_runtimes_one_job_per_call_and_per_worker() -> None:
+    assert (Workload().submit_batch, Workload().prefetch) == (1, 1)
+    with pytest.raises(ValueError, match="submit_batch >= 1 and prefetch >= 1"):
+        Workload(prefetch=0)
+
+
+def test_submit_batch_sends_each_call_in_one_step_and_keeps_the_job_rate() -> None:
+    plan = FaultPlan()
+    wl = dict(jobs=400, burst_rate_per_s=0.0, delayed_probability=0.0, depends_probability=0.0)
+    one = Simulation(_config(), plan, _workload(**wl), 3).run()
+    eight = Simulation(_config(), plan, _workload(**wl, submit_batch=8), 3).run()
+    submits = eight.events.query("event == 'submit'").groupby("t").size()
+    assert list(submits) == [8] * 50  # 400 jobs in 50 calls
+    acked = eight.events.query("event == 'acked'").groupby("t").size()
+    assert set(acked) == {8}  # one acknowledgment per call
+    assert eight.ledger["ok"] == 400 and eight.ledger["fsyncs"] < one.ledger["fsyncs"]
+    # same jobs per second: the last submission lands at about the same virtual time
+    assert abs(submits.index[-1] - one.events.query("event == 'submit'")["t"].iloc[-1]) < 0.1
+
+
+def test_prefetch_hands_a_worker_several_jobs_in_one_dispatch_and_runs_them_in_turn() -> None:
+    wl = _workload(jobs=64, submit_batch=16, prefetch=4, delayed_probability=0.0)
+    res = Simulation(_config(worker_count=2), FaultPlan(), wl, 5).run()
+    ev = res.events
+    deliver = ev.query("event == 'deliver'")
+    per_instant = deliver.groupby(["t", "b"]).size()  # (time, worker) -> tasks handed over
+    assert per_instant.max() == 4
+    done = ev.query("event == 'done'")
+    for _, rows in done.groupby("b"):  # a worker finishes one task at a time
+        assert rows["t"].is_monotonic_increasing and rows["t"].is_unique
+    assert res.ledger["ok"] == 64 and res.ledger["duplicated"] == 0
+
+
+def test_prefetch_skips_a_queued_task_whose_attempt_timed_out() -> None:
+    plan = FaultPlan(slow_worker_fraction=0.5, slow_factor=40.0)
+    wl = _workload(jobs=300, prefetch=8, submit_batch=8)
+    res = Simulation(_config(task_timeout_s=0.02), plan, wl, 2).run(30.0)
+    led = res.ledger
+    cancelled = res.events.query("event == 'cancelled'")
+    timed_out = set(zip(*res.events.query("event == 'timeout'")[["a", "b"]].values.T, strict=True))
+    assert len(cancelled) > 0
+    assert set(zip(cancelled["a"], cancelled["c"], strict=True)) <= timed_out
+    assert led["ok"] == led["acknowledged"] == led["submitted"] and led["unfinished"] == 0
+
+
+@pytest.mark.parametrize("policy", ["always", "batch"])
+def test_no_acknowledged_job_is_lost_with_prefetch_and_batched_submissions(policy: str) -> None:
+    for seed in range(15):
+        res = Simulation(
+            _config(commit_policy=policy), STORM, _workload(**BATCHED), seed, debug_check=seed < 3
+        ).run(10.0)
+        res.assert_durable()
+        led = res.ledger
+        assert led["crashes"] > 0 and led["unfinished"] == 0, f"seed={seed}: {led}"
+        assert led["ok"] == led["acknowledged"] == led["submitted"], f"seed={seed}"
+
+
+def test_prefetch_run_is_deterministic_and_stuck_workers_are_still_rescued() -> None:
+    plan = FaultPlan(stuck_worker_fraction=0.5, worker_death_rate_per_s=20.0, worker_restart_s=0.02)
+    a = Simulation(_config(), plan, _workload(**BATCHED), 8).run(30.0)
+    b = Simulation(_config(), plan, _workload(**BATCHED), 8).run(30.0)
+    assert a.trace == b.trace and a.ledger == b.ledger
+    led = a.ledger
+    assert led["stuck_hangs"] > 0 and led["timeouts"] > 0 and led["worker_deaths"] > 0
+    assert led["ok"] == led["acknowledged"] and led["unfinished"] == 0

@@ -190,6 +190,7 @@ _EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "recover": ("#", "records_read", "snapshot_jobs", "last_seq"),
     "up": ("epoch",),
     "hang": ("", "worker"),
+    "cancelled": ("", "worker", "attempt"),
     "timeout": ("", "attempt"),
     "retry": ("", "attempt", "cause"),
     "late": ("", "attempt", "kind"),
