@@ -901,7 +901,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        result = crashcheck.explore(names, seed=args.seed, max_states=max_states, progress=progress)
+        config = crashcheck.STANDARD_CONFIG.replace(preallocate_bytes=args.preallocate)
+        result = crashcheck.explore(
+            names, seed=args.seed, max_states=max_states, config=config, progress=progress
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -952,6 +955,7 @@ def register_explore(sub: Subparsers) -> None:
         ),
         examples=[
             "python -m phase1 explore --variant correct",
+            "python -m phase1 explore --variant correct --preallocate 128 --max-states 0",
             "python -m phase1 explore --variant all --max-states 200",
             "python -m phase1 explore --list",
         ],
@@ -970,6 +974,16 @@ def register_explore(sub: Subparsers) -> None:
         default=2000,
         metavar="N",
         help="crash states checked per crash point; more are sampled (default 2000, 0 = all)",
+    )
+    p.add_argument(
+        "--preallocate",
+        type=_non_negative,
+        default=0,
+        metavar="BYTES",
+        help=(
+            "pad the WAL with newlines this far ahead and write records over the padding, "
+            "as the runtime does (preallocate_bytes); default 0: plain appends"
+        ),
     )
     p.add_argument("--list", action="store_true", help="list the protocol variants and exit")
     _add_format(p)

@@ -29,7 +29,7 @@ from phase1.disk import OsDisk
 from phase1.jobs import Job
 from phase1.runtime.durable import DurableQueue
 from phase1.sim.disk import SimDisk
-from phase1.wal import WalWriter
+from phase1.wal import PAD, WalWriter
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -50,17 +50,30 @@ def _pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure_fsync(folder: str, n: int = 200, record_bytes: int = 120) -> dict[str, Any]:
+def measure_fsync(
+    folder: str, n: int = 200, record_bytes: int = 120, *, preallocate: bool = False
+) -> dict[str, Any]:
     """Append ``n`` records of ``record_bytes`` to a file in ``folder`` through ``OsDisk``;
-    time each append alone and each fsync after it (microseconds)."""
+    time each append alone and each fsync after it (microseconds).
+
+    ``preallocate=True`` first pads the file with newlines for all ``n`` records (fsynced)
+    and then writes each record *over* the padding, as ``WalWriter`` does with
+    ``preallocate_bytes``: the file's size never changes, so no fsync has metadata to
+    commit."""
     disk = OsDisk()
     path = os.path.join(folder, "fsync-probe.log")
     record = b"x" * (record_bytes - 1) + b"\n"
     writes, syncs = [], []
+    if preallocate:
+        disk.write_at(path, 0, PAD * (n * record_bytes))
+        disk.fsync(path)
     try:
-        for _ in range(n):
+        for i in range(n):
             t0 = time.perf_counter()
-            disk.append(path, record)
+            if preallocate:
+                disk.write_at(path, i * record_bytes, record)
+            else:
+                disk.append(path, record)
             t1 = time.perf_counter()
             disk.fsync(path)
             t2 = time.perf_counter()
