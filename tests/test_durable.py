@@ -421,7 +421,7 @@ def test_a_lone_caller_fsyncs_inline_and_later_waiters_go_to_the_syncer_thread()
     for _, in_core in waiting:
         _appended(q, in_core)
     # Appended while an fsync was in flight: not acknowledged yet.
-    assert q.writer.appended_seq == 5 and q.writer.durable_seq == 1
+    assert q._stashed_seq == 5 and q.writer.appended_seq == 2 and q.writer.durable_seq == 1
     assert outcomes == {}
     disk.gate.set()
     for th in [lead] + [th for th, _ in waiting]:
@@ -507,3 +507,21 @@ def test_snapshot_rotation_releases_records_waiting_for_an_fsync() -> None:
     core = recovered(disk, cfg)
     assert core.knows("lead") and core.knows("waiter")
     q.close()
+
+
+def test_a_record_the_wal_cannot_encode_poisons_the_queue_like_a_failed_fsync() -> None:
+    """Policy batch writes stashed records at the next fsync: one that cannot be encoded is
+    already in the core, so every later call refuses (nothing half-logged is acknowledged)."""
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = SimDisk()
+    q = DurableQueue(cfg, disk=disk, clock=ManualClock(T0_S))
+    q.submit([Job("fine")])
+    with pytest.raises(DurabilityError, match="could not log records 2..2"):
+        q.submit([Job("bad", payload={1, 2})])  # a set: not JSON
+    with pytest.raises(DurabilityError, match="could not log"):
+        q.submit([Job("later")])
+    with pytest.raises(DurabilityError):
+        q.snapshot()
+    q.close()
+    core = recovered(disk, cfg)
+    assert core.knows("fine") and not core.knows("bad") and not core.knows("later")

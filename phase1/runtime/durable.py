@@ -5,22 +5,27 @@ commit across threads, snapshots with WAL rotation, and recovery at start.  The
 controller and workers (``phase1.runtime.controller``) are built on it.
 
 Every command follows the same four beats (DESIGN.md): take the lock, call the core with
-the clock's time, append ``step.records``; release the lock; wait until the records are
-durable; only then return the step so the caller performs its effects.
+the clock's time, append ``step.records`` (``batch``: stash them for the next fsync's
+write); release the lock; wait until the records are durable; only then return the step
+so the caller performs its effects.
 
-Group commit under policy ``batch``: a caller appends its records under the lock, then
-waits until an fsync covers them.  When no fsync is in flight, the caller itself fsyncs
-everything appended so far, outside the lock (a lone caller never switches threads).
-Callers that append while an fsync is in flight queue up, each blocked on its own lock;
-the fsync's end hands them to a syncer thread (started on first need) that loops fsync
-while anyone waits.  It claims the next fsync, then wakes the first of the callers the
-last one covered; each woken caller wakes the next before it returns (a chain: the syncer
-pays one wake-up per fsync, not one per caller).  So one fsync releases every waiter it
-covers, nobody is woken to find its record still unsynced or to re-take the lock, and
-under load no caller waits for a leader election.  ``batch_interval`` > 0 makes the
-syncer first wait up to that long for ``batch_size`` records (the seed's "every 100
-events or 10 ms"), which only adds latency on a fast disk.  ``always`` fsyncs inside each append; ``never`` acknowledges once the
-bytes are written (safe against a process crash, not against power loss).
+Group commit under policy ``batch``: a caller stashes its records under the lock (no
+write: a syscall under the lock hands the GIL to a thread that then blocks on the lock),
+then waits until an fsync covers them.  Whoever fsyncs first writes everything stashed
+with one append, then fsyncs.  When no fsync is in flight, the caller itself writes and
+fsyncs, outside the lock (a lone caller never switches threads).  Callers that stash while
+an fsync is in flight queue up, each blocked on its own lock; the fsync's end hands them
+to a syncer thread (started on first need) that loops write + fsync while anyone waits.
+It claims the next fsync, then wakes the first of the callers the last one covered; each
+woken caller wakes the next before it returns (a chain: the syncer pays one wake-up per
+fsync, not one per caller).  So one fsync releases every waiter it covers, nobody is woken
+to find its record still unsynced or to re-take the lock, and under load no caller waits
+for a leader election.  A record the writer cannot encode is already in the core, so it
+poisons the queue like a failed fsync.  ``batch_interval`` > 0 makes the syncer first wait
+up to that long for ``batch_size`` records (the seed's "every 100 events or 10 ms"), which
+only adds latency on a fast disk.  ``always`` fsyncs inside each append; ``never``
+acknowledges once the bytes are written (safe against a process crash, not against power
+loss).
 
 Never call back into a method of this class while holding its lock: the seed's deadlock
 pitfall.  Only ``_locked_*`` helpers run under it.
@@ -37,7 +42,7 @@ from collections.abc import Callable, Sequence
 
 from phase1.clock import Clock, RealClock
 from phase1.config import Config
-from phase1.core import QueueCore, Step
+from phase1.core import QueueCore, Record, Step
 from phase1.disk import Disk, OsDisk, folder_of
 from phase1.errors import DurabilityError
 from phase1.jobs import Job
@@ -85,6 +90,12 @@ class DurableQueue:
         self.recovery_report: RecoveryReport = self.recovery
         self.writer = open_writer(self.disk, config, self.recovery, segment_bytes=_NO_AUTO_ROTATION)
         self._lock = threading.Lock()
+        # Policy batch defers the WAL write to whoever fsyncs: a caller only stashes its
+        # records (no write syscall, so no GIL hand-off, under the lock); the fsyncing side
+        # writes everything stashed in one append just before its fsync.  Guarded by _lock.
+        self._defer = self.writer.policy == "batch"
+        self._pending: list[Record] = []
+        self._stashed_seq = self.writer.appended_seq  # last seq stashed or written
         # Group commit (policy batch), all guarded by _lock: callers waiting for their seq
         # to become durable, in seq order, each blocked on its own held lock.
         self._waiters: deque[tuple[int, LockType]] = deque()
@@ -142,21 +153,25 @@ class DurableQueue:
                 # then fail to log it (or, with nothing to log, return as if all were well).
                 raise DurabilityError(self._poisoned_message())
             step = command(self.core, self.clock.wall_s())
-            if not step.records:
+            records = step.records
+            if not records:
                 return step
-            seq = self._locked_append(step)
-            writer = self.writer
-            if writer.ack_seq >= seq:  # never, always, or covered by an earlier fsync
-                return step
-            if (
-                self._syncing
-                or self._gathering
-                or (self._interval_s > 0 and writer.unsynced < self._batch_size)
-            ):
+            if not self._defer:
+                seq = self._locked_append(step)
+                if self.writer.ack_seq >= seq:  # never, always
+                    return step
                 waiter = self._locked_enqueue_waiter(seq)
             else:
-                waiter = None
-                self._locked_lead()  # nobody is syncing: fsync inline, no thread switch
+                seq = self._locked_stash(records)
+                if (
+                    self._syncing
+                    or self._gathering
+                    or (self._interval_s > 0 and seq - self.writer.durable_seq < self._batch_size)
+                ):
+                    waiter = self._locked_enqueue_waiter(seq)
+                else:
+                    waiter = None
+                    self._locked_lead()  # nobody is syncing: fsync inline, no thread switch
         finally:
             lock.release()
         if waiter is not None:
@@ -189,14 +204,53 @@ class DurableQueue:
             return seq
         return writer.append(step.records, now_s=self.clock.now_s())
 
+    def _locked_stash(self, records: Sequence[Record]) -> int:
+        """Queue ``records`` for the next fsync's write (policy batch); return the last seq.
+        ``ValueError`` (nothing stashed) if they do not continue the log, as the writer's
+        ``append`` would (checked at both ends: a step's seqs are consecutive)."""
+        expected = self._stashed_seq + 1
+        last = records[-1].seq
+        if records[0].seq != expected or last != expected + len(records) - 1:
+            raise ValueError(
+                f"{self.config.wal_path}: records {records[0].seq}..{last} do not continue "
+                f"the log at {expected}; nothing written"
+            )
+        self._pending += records
+        self._stashed_seq = last
+        return last
+
+    def _unsynced(self) -> int:
+        return self._stashed_seq - self.writer.durable_seq
+
+    def _write_pending(self, batch: list[Record]) -> None:
+        """Append ``batch`` (taken from ``_pending``) to the WAL.  A record the writer
+        cannot encode is already in the core: the queue is poisoned (``_failure``)."""
+        try:
+            self.writer.append(batch)
+        except DurabilityError:
+            raise
+        except Exception as exc:
+            self._failure = (
+                f"could not log records {batch[0].seq}..{batch[-1].seq} ({exc!r}); they are "
+                "in memory only"
+            )
+            raise DurabilityError(self._poisoned_message()) from exc
+
+    def _locked_flush_pending(self) -> None:
+        """Write what is stashed, under the lock (snapshot, close: no fsync in flight)."""
+        if self._pending:
+            batch = self._pending
+            self._pending = []
+            self._write_pending(batch)
+
     def wait_durable(self, seq: int) -> None:
         """Block until record ``seq`` (already appended) is acknowledgeable."""
         with self._lock:
             writer = self.writer
             if writer.ack_seq >= seq:
                 return
-            if seq > writer.appended_seq:
-                raise ValueError(f"wait_durable({seq}) beyond appended_seq {writer.appended_seq}")
+            if seq > self._stashed_seq:
+                raise ValueError(f"wait_durable({seq}) beyond appended seq {self._stashed_seq}")
             if writer.poisoned or self._failure is not None:
                 raise DurabilityError(self._poisoned_message())
             if self._closed:
@@ -234,7 +288,7 @@ class DurableQueue:
         waiter.acquire()
         self._waiters.append((seq, waiter))
         if not self._syncing and self._syncer_asleep:
-            if not self._gathering or self.writer.unsynced >= self._batch_size:
+            if not self._gathering or self._unsynced() >= self._batch_size:
                 self._locked_wake_syncer()
         elif self._syncer is None and not self._syncing:
             self._syncer_start()  # first gathering wait (batch_interval > 0)
@@ -252,11 +306,16 @@ class DurableQueue:
         """fsync everything appended so far, in the calling thread (the lock is released
         during the fsync); then hand any later waiters to the syncer thread."""
         self._syncing = True
-        target = self.writer.appended_seq
+        batch = self._pending
+        self._pending = []
+        target = self._stashed_seq
         self._lock.release()
-        started = time.perf_counter()
+        started = 0.0
         ok = False
         try:
+            if batch:
+                self._write_pending(batch)
+            started = time.perf_counter()
             self.writer.fsync_upto()
             ok = True
         finally:
@@ -344,15 +403,18 @@ class DurableQueue:
                         self._wake_all_queued()
                         self._locked_sleep(-1)
                         continue
-                    if interval > 0 and writer.unsynced < self._batch_size:
+                    if interval > 0 and self._unsynced() < self._batch_size:
                         self._locked_gather(interval)
                         if self._syncing or not self._waiters:
                             continue
                 target = -1
+                batch: list[Record] = []
                 if not self._syncing and self._waiters:
-                    if not ready or interval <= 0 or writer.unsynced >= self._batch_size:
+                    if not ready or interval <= 0 or self._unsynced() >= self._batch_size:
                         self._syncing = True
-                        target = writer.appended_seq
+                        batch = self._pending
+                        self._pending = []
+                        target = self._stashed_seq
                 lock.release()
                 ok = False
                 started = 0.0
@@ -365,6 +427,8 @@ class DurableQueue:
                         ready = []
                         self._wake_next()
                     if target >= 0:
+                        if batch:
+                            self._write_pending(batch)
                         started = time.perf_counter()
                         writer.fsync_upto()
                         ok = True
@@ -393,7 +457,7 @@ class DurableQueue:
         self._gathering = True
         try:
             deadline = time.monotonic() + interval
-            while not self._closed and self.writer.unsynced < self._batch_size:
+            while not self._closed and self._unsynced() < self._batch_size:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -421,6 +485,7 @@ class DurableQueue:
                     raise DurabilityError(self._poisoned_message())
                 state = self.core.export()
                 try:
+                    self._locked_flush_pending()
                     self.writer.rotate()  # fsyncs what is unsynced: its waiters may go
                     self.writer.mark_durable(self.writer.appended_seq)
                     ready = self._locked_pop_ready()
@@ -450,7 +515,11 @@ class DurableQueue:
             self._closed = True
             try:
                 if not self.writer.poisoned:
-                    self.writer.close()
+                    try:
+                        if self._failure is None:
+                            self._locked_flush_pending()
+                    finally:
+                        self.writer.close()
                 self.disk.close()
             finally:
                 # Durable now (or never will be): every waiter checks its own seq.
