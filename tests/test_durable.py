@@ -525,3 +525,65 @@ def test_a_record_the_wal_cannot_encode_poisons_the_queue_like_a_failed_fsync() 
     q.close()
     core = recovered(disk, cfg)
     assert core.knows("fine") and not core.knows("bad") and not core.knows("later")
+
+
+class TurnstileDisk(ThreadSafeSimDisk):
+    """ThreadSafeSimDisk whose file fsyncs each wait for a permit from the test
+    (``allow``); ``wait_fsyncs(n)`` returns once n fsyncs have started.  ``fail_append_from``:
+    the append with that 1-based number and every later one raise EIO."""
+
+    def __init__(self, fail_append_from: int | None = None) -> None:
+        super().__init__()
+        self.permits = threading.Semaphore(0)
+        self.turn = threading.Condition()
+        self.fsyncs_started = 0
+        self.appends = 0
+        self.fail_append_from = fail_append_from
+
+    def fsync(self, path: str) -> None:
+        with self.turn:
+            self.fsyncs_started += 1
+            self.turn.notify_all()
+        assert self.permits.acquire(timeout=30), "the test never allowed this fsync"
+        super().fsync(path)
+
+    def append(self, path: str, data: bytes) -> None:
+        with self.turn:
+            self.appends += 1
+            failing = self.fail_append_from is not None and self.appends >= self.fail_append_from
+        if failing:
+            raise OSError(5, "Input/output error (injected)", path)
+        super().append(path, data)
+
+    def allow(self, fsyncs: int = 1) -> None:
+        self.permits.release(fsyncs)
+
+    def wait_fsyncs(self, started: int) -> None:
+        with self.turn:
+            assert self.turn.wait_for(lambda: self.fsyncs_started >= started, 30)
+
+
+def test_a_failed_write_in_the_syncer_still_releases_the_callers_the_last_fsync_covered() -> None:
+    """The syncer writes the next batch before it wakes the callers the previous fsync
+    covered; if that write fails they are still released, acknowledged."""
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = TurnstileDisk(fail_append_from=3)  # the lead's append, the syncer's, then EIO
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    disk.wait_fsyncs(1)  # the lead's own fsync, inline
+    w0, in_core = _submit_in_thread(q, "w0", outcomes)
+    _appended(q, in_core)
+    disk.allow()
+    disk.wait_fsyncs(2)  # the syncer thread's fsync covering w0
+    w1, in_core = _submit_in_thread(q, "w1", outcomes)
+    _appended(q, in_core)
+    disk.allow()  # w0 is durable; the syncer's write of w1 fails
+    for th in (lead, w0, w1):
+        th.join(30)
+    assert outcomes == {"lead": "acknowledged", "w0": "acknowledged", "w1": "DurabilityError"}
+    with pytest.raises(DurabilityError, match="write or fsync failed"):
+        q.submit([Job("later")])
+    q.close()
+    core = recovered(disk, cfg)
+    assert core.knows("lead") and core.knows("w0") and not core.knows("w1")

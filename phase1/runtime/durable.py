@@ -12,13 +12,16 @@ so the caller performs its effects.
 Group commit under policy ``batch``: a caller stashes its records under the lock (no
 write: a syscall under the lock hands the GIL to a thread that then blocks on the lock),
 then waits until an fsync covers them.  Whoever fsyncs first writes everything stashed
-with one append, then fsyncs.  When no fsync is in flight, the caller itself writes and
-fsyncs, outside the lock (a lone caller never switches threads).  Callers that stash while
-an fsync is in flight queue up, each blocked on its own lock; the fsync's end hands them
-to a syncer thread (started on first need) that loops write + fsync while anyone waits.
-It claims the next fsync, then wakes the first of the callers the last one covered; each
-woken caller wakes the next before it returns (a chain: the syncer pays one wake-up per
-fsync, not one per caller).  So one fsync releases every waiter it covers, nobody is woken
+with one append, then fsyncs.  When no fsync is in flight and the syncer thread is idle,
+the caller itself writes and fsyncs, outside the lock (a lone caller never switches
+threads).  Callers that stash while an fsync is in flight queue up, each blocked on its own
+lock; the fsync's end hands them to a syncer thread (started on first need) that loops
+write + fsync while anyone waits, and until it goes idle callers leave every fsync to it
+(one that led while the syncer waited for the GIL would take its batch and wake its
+callers all at once).  It claims the next fsync and writes it, then wakes the first of the
+callers the last one covered (after the write: a woken caller would take the GIL while the
+syncer is in the write syscall); each woken caller wakes the next before it returns (a
+chain: the syncer pays one wake-up per fsync, not one per caller).  So one fsync releases every waiter it covers, nobody is woken
 to find its record still unsynced or to re-take the lock, and under load no caller waits
 for a leader election.  A record the writer cannot encode is already in the core, so it
 poisons the queue like a failed fsync.  ``batch_interval`` > 0 makes the syncer first wait
@@ -104,6 +107,9 @@ class DurableQueue:
         self._syncing = False  # an fsync is in flight (a caller's or the syncer thread's)
         self._syncer: threading.Thread | None = None  # started on first need
         self._syncer_asleep = False  # blocked on _wake; released at most once per sleep
+        # The syncer was handed the fsyncs: callers wait for it instead of leading one
+        # inline (a caller that leads while the syncer waits for the GIL steals its batch).
+        self._syncer_active = False
         self._wake = _allocate_lock()
         self._wake.acquire()
         self._gathering = False  # the syncer waits for batch_size records (batch_interval)
@@ -165,6 +171,7 @@ class DurableQueue:
                 seq = self._locked_stash(records)
                 if (
                     self._syncing
+                    or self._syncer_active
                     or self._gathering
                     or (self._interval_s > 0 and seq - self.writer.durable_seq < self._batch_size)
                 ):
@@ -298,7 +305,7 @@ class DurableQueue:
         if self._failure is not None:
             return f"{self.config.wal_path}: {self._failure}; restart and recover"
         return (
-            f"{self.config.wal_path}: an earlier fsync failed; this queue refuses "
+            f"{self.config.wal_path}: an earlier WAL write or fsync failed; this queue refuses "
             "further work: restart and recover"
         )
 
@@ -361,6 +368,7 @@ class DurableQueue:
             target=self._sync_loop, name=f"phase1-fsync-{id(self):x}", daemon=True
         )
         self._syncer_asleep = False
+        self._syncer_active = True
         self._syncer.start()
 
     def _locked_wake_syncer(self) -> None:
@@ -368,6 +376,7 @@ class DurableQueue:
             self._syncer_start()
         elif self._syncer_asleep:
             self._syncer_asleep = False
+            self._syncer_active = True
             self._wake.release()
 
     def _locked_sleep(self, timeout: float) -> None:
@@ -401,6 +410,7 @@ class DurableQueue:
                         # Off the critical path now: finish any wake-up chain ourselves
                         # (it stops early only if a woken caller died before passing on).
                         self._wake_all_queued()
+                        self._syncer_active = False
                         self._locked_sleep(-1)
                         continue
                     if interval > 0 and self._unsynced() < self._batch_size:
@@ -415,20 +425,23 @@ class DurableQueue:
                         batch = self._pending
                         self._pending = []
                         target = self._stashed_seq
+                covered, ready = ready, []
                 lock.release()
                 ok = False
                 started = 0.0
                 try:
-                    if ready:
+                    if batch:
+                        # Written before the wake-up below: a woken caller would take the
+                        # GIL while this thread is in the write syscall.
+                        self._write_pending(batch)
+                    if covered:
                         # Wake the first; each woken caller wakes the next before it
                         # returns, so this thread starts its next fsync after one wake-up
                         # instead of one per caller.
-                        self._to_wake.extend(ready)
-                        ready = []
+                        self._to_wake.extend(covered)
+                        covered = []
                         self._wake_next()
                     if target >= 0:
-                        if batch:
-                            self._write_pending(batch)
                         started = time.perf_counter()
                         writer.fsync_upto()
                         ok = True
@@ -438,14 +451,16 @@ class DurableQueue:
                     self._failure = f"the fsync thread failed ({exc!r})"
                 finally:
                     lock.acquire()
+                ready = covered  # not handed over if the write failed: released below
                 if target >= 0:
-                    ready = self._locked_finish_sync(target, time.perf_counter() - started, ok)
+                    ready += self._locked_finish_sync(target, time.perf_counter() - started, ok)
         finally:
             # Closing (close() made everything durable first) or failed: release everyone;
             # each checks its own seq.
             ready.extend(w for _, w in self._waiters)
             self._waiters.clear()
             self._syncer_asleep = False
+            self._syncer_active = False
             lock.release()
             for waiter in ready:
                 waiter.release()
