@@ -269,7 +269,14 @@ def encode_records(recs: Iterable[Record]) -> bytes:
     The same bytes as joining ``encode_record`` of each, built faster: the records of one
     step share their timestamp object (formatted once), fields are unpacked positionally,
     and a job's dict is built inline.  Anything unusual goes through ``encode_record``.
+
+    ``recs`` may carry its lines already (a ``wal_lines`` attribute holding what this
+    function would return: the threaded shell encodes each caller's records in that
+    caller's thread, off the fsync thread's critical path); they are returned as is.
     """
+    lines = getattr(recs, "wal_lines", None)
+    if lines is not None:
+        return lines  # type: ignore[no-any-return]
     out: list[bytes] = []
     append = out.append
     dumps = orjson.dumps

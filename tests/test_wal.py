@@ -177,6 +177,20 @@ def test_encode_records_gives_encode_records_bytes_for_every_enqueue_shape(job: 
     assert encode_records(records) == b"".join(map(encode_record, records))
 
 
+def test_encode_records_returns_lines_already_attached_to_the_records() -> None:
+    """The threaded shell encodes each caller's records in that caller's thread and hands
+    the writer the batch with its lines attached (``wal_lines``): no second encoding."""
+
+    class Encoded(list[Record]):
+        wal_lines: bytes
+
+    records = [Record(5, "ENQUEUE", "a", T0_MS, job=Job("a")), rec(6)]
+    batch = Encoded(records)
+    batch.wal_lines = encode_records(records[:1]) + encode_records(records[1:])
+    assert encode_records(batch) is batch.wal_lines
+    assert batch.wal_lines == encode_records(records)
+
+
 def test_encode_refuses_records_the_reader_would_refuse() -> None:
     with pytest.raises(ValueError, match="no job"):
         encode_record(Record(1, "ENQUEUE", "a", 0))

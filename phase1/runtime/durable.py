@@ -9,9 +9,9 @@ the clock's time, append ``step.records`` (``batch``: stash them for the next fs
 write); release the lock; wait until the records are durable; only then return the step
 so the caller performs its effects.
 
-Group commit under policy ``batch``: a caller stashes its records under the lock (no
-write: a syscall under the lock hands the GIL to a thread that then blocks on the lock),
-then waits until an fsync covers them.  Whoever fsyncs first writes everything stashed
+Group commit under policy ``batch``: a caller encodes and stashes its records under the
+lock (no write: a syscall under the lock hands the GIL to a thread that then blocks on the
+lock), then waits until an fsync covers them.  Whoever fsyncs first writes everything stashed
 with one append, then fsyncs.  When no fsync is in flight and the syncer thread is idle,
 the caller itself writes and fsyncs, outside the lock (a lone caller never switches
 threads).  Callers that stash while an fsync is in flight queue up, each blocked on its own
@@ -51,9 +51,18 @@ from phase1.errors import DurabilityError
 from phase1.jobs import Job
 from phase1.recovery import RecoveryReport, open_writer, recover
 from phase1.snapshot import SnapshotWritten, oldest_kept_last_seq, write_snapshot
-from phase1.wal import drop_segments_upto
+from phase1.wal import drop_segments_upto, encode_records
 
 __all__ = ["DurableQueue"]
+
+
+class _Encoded(list[Record]):
+    """Records with their WAL lines attached: ``encode_records`` returns ``wal_lines`` as
+    is.  Each caller encodes its own records while it holds the lock (the syncer would
+    otherwise encode the whole batch between two fsyncs, on the critical path)."""
+
+    wal_lines: bytes
+
 
 _NO_AUTO_ROTATION = 1 << 62  # rotation happens at snapshot time, under the lock
 
@@ -98,6 +107,7 @@ class DurableQueue:
         # writes everything stashed in one append just before its fsync.  Guarded by _lock.
         self._defer = self.writer.policy == "batch"
         self._pending: list[Record] = []
+        self._pending_lines: list[bytes] = []  # their WAL lines, encoded by each caller
         self._stashed_seq = self.writer.appended_seq  # last seq stashed or written
         # Group commit (policy batch), all guarded by _lock: callers waiting for their seq
         # to become durable, in seq order, each blocked on its own held lock.
@@ -222,9 +232,24 @@ class DurableQueue:
                 f"{self.config.wal_path}: records {records[0].seq}..{last} do not continue "
                 f"the log at {expected}; nothing written"
             )
+        try:
+            lines = encode_records(records)
+        except Exception as exc:
+            # The records are in the core already: nothing that follows can be logged.
+            self._failure = f"could not log records {records[0].seq}..{last} ({exc!r})"
+            raise DurabilityError(self._poisoned_message()) from exc
         self._pending += records
+        self._pending_lines.append(lines)
         self._stashed_seq = last
         return last
+
+    def _locked_take_pending(self) -> list[Record]:
+        """The stashed records (their lines attached, see ``_Encoded``), emptied."""
+        batch = _Encoded(self._pending)
+        batch.wal_lines = b"".join(self._pending_lines)
+        self._pending = []
+        self._pending_lines = []
+        return batch
 
     def _unsynced(self) -> int:
         return self._stashed_seq - self.writer.durable_seq
@@ -246,9 +271,7 @@ class DurableQueue:
     def _locked_flush_pending(self) -> None:
         """Write what is stashed, under the lock (snapshot, close: no fsync in flight)."""
         if self._pending:
-            batch = self._pending
-            self._pending = []
-            self._write_pending(batch)
+            self._write_pending(self._locked_take_pending())
 
     def wait_durable(self, seq: int) -> None:
         """Block until record ``seq`` (already appended) is acknowledgeable."""
@@ -313,8 +336,7 @@ class DurableQueue:
         """fsync everything appended so far, in the calling thread (the lock is released
         during the fsync); then hand any later waiters to the syncer thread."""
         self._syncing = True
-        batch = self._pending
-        self._pending = []
+        batch = self._locked_take_pending()
         target = self._stashed_seq
         self._lock.release()
         started = 0.0
@@ -422,8 +444,7 @@ class DurableQueue:
                 if not self._syncing and self._waiters:
                     if not ready or interval <= 0 or self._unsynced() >= self._batch_size:
                         self._syncing = True
-                        batch = self._pending
-                        self._pending = []
+                        batch = self._locked_take_pending()
                         target = self._stashed_seq
                 covered, ready = ready, []
                 lock.release()
