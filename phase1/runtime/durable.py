@@ -255,18 +255,19 @@ class DurableQueue:
         return self._stashed_seq - self.writer.durable_seq
 
     def _write_pending(self, batch: list[Record]) -> None:
-        """Append ``batch`` (taken from ``_pending``) to the WAL.  A record the writer
-        cannot encode is already in the core: the queue is poisoned (``_failure``)."""
+        """Append ``batch`` (taken from ``_pending``) to the WAL.  Its records are in the
+        core already: if anything but the writer's own ``DurabilityError`` (which poisons
+        the writer) stops the write, the queue is poisoned too (``_failure``)."""
         try:
             self.writer.append(batch)
         except DurabilityError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             self._failure = (
-                f"could not log records {batch[0].seq}..{batch[-1].seq} ({exc!r}); they are "
+                f"writing records {batch[0].seq}..{batch[-1].seq} failed ({exc!r}); they are "
                 "in memory only"
             )
-            raise DurabilityError(self._poisoned_message()) from exc
+            raise
 
     def _locked_flush_pending(self) -> None:
         """Write what is stashed, under the lock (snapshot, close: no fsync in flight)."""
@@ -469,7 +470,8 @@ class DurableQueue:
                 except DurabilityError:
                     pass  # the writer is poisoned: every waiter raises, the loop ends
                 except BaseException as exc:  # noqa: BLE001 - reported to every waiter
-                    self._failure = f"the fsync thread failed ({exc!r})"
+                    if self._failure is None:
+                        self._failure = f"the fsync thread failed ({exc!r})"
                 finally:
                     lock.acquire()
                 ready = covered  # not handed over if the write failed: released below
