@@ -373,38 +373,60 @@ class QueueCore:
         Raises ``InvalidJobError`` for an id already known or repeated in the batch.
         A job depending on a job already dead is dead-lettered in the same step.
         """
-        ids = [job[0] for job in jobs]
-        if (
-            len(set(ids)) != len(ids)
-            or any(map(self._jobs.__contains__, ids))
-            or (self._completed and any(map(self._completed.__contains__, ids)))
-            or (self._dead and any(map(self._dead.__contains__, ids)))
-        ):
-            self._refuse_enqueue(ids)
+        known = self._jobs
+        completed = self._completed
+        dead = self._dead
+        if len(jobs) == 1:  # the threaded shell's one-job-per-call case: no id list
+            job_id = jobs[0][0]
+            if job_id in known or job_id in completed or job_id in dead:
+                self._refuse_enqueue([job_id])
+        else:
+            ids = [job[0] for job in jobs]
+            if (
+                len(set(ids)) != len(ids)
+                or any(map(known.__contains__, ids))
+                or (completed and any(map(completed.__contains__, ids)))
+                or (dead and any(map(dead.__contains__, ids)))
+            ):
+                self._refuse_enqueue(ids)
         ts = _ms(now_s)
         records: list[Record] = []
         effects: list[Effect] = []
-        apply_enqueue = self._apply_enqueue
         append = records.append
         max_retry = self.max_retry
+        counts = self._counts
+        ready = self._ready
+        above = self._pack_above
+        entry_type = _Entry
         for job in jobs:
-            if job.status != _PENDING:
+            if job[3] != _PENDING:
                 job = job._replace(status=_PENDING)
             # The batch was checked above (unknown ids, no repeats), so this is the one legal
-            # move: call ENQUEUE's half of apply() directly, skipping the generic checks.
+            # move: ENQUEUE's half of apply(), skipping the generic checks.
             seq = self.last_seq + 1
-            rec = _new(Record, (seq, "ENQUEUE", job.id, ts, job.attempt, None, None, None, job))
-            apply_enqueue(rec)
-            self.last_seq = seq
+            job_id = job[0]
+            rec = _new(Record, (seq, "ENQUEUE", job_id, ts, job[2], None, None, None, job))
             append(rec)
-            if not job.depends_on and job.attempt < max_retry:
+            if job[6] or job[5] is not None or job[2] >= max_retry:
+                self._apply_enqueue(rec)
+                self.last_seq = seq
+                dead_dep = next((d for d in job[6] if d in dead), None)
+                if dead_dep is not None:
+                    self._kill(job_id, ts, f"dependency {dead_dep!r} is dead", records, effects)
+                elif job[2] >= max_retry:
+                    reason = f"enqueued with attempt {job[2]} >= max_retry {max_retry}"
+                    self._kill(job_id, ts, reason, records, effects)
                 continue
-            dead_dep = next((d for d in job.depends_on if d in self._dead), None)
-            if dead_dep is not None:
-                self._kill(job.id, ts, f"dependency {dead_dep!r} is dead", records, effects)
-            elif job.attempt >= self.max_retry:
-                reason = f"enqueued with attempt {job.attempt} >= max_retry {self.max_retry}"
-                self._kill(job.id, ts, reason, records, effects)
+            # A plain ready job (no dependencies, no schedule): _apply_enqueue and _place's
+            # common case, inlined.
+            entry = entry_type(_pack(job) if above is not None and counts[P] >= above else job)
+            known[job_id] = entry
+            counts[P] += 1
+            entry.order = self._next_order
+            self._next_order += 1
+            ready[job[4]].append(entry)
+            entry.copies = 1
+            self.last_seq = seq
         return Step(tuple(records), tuple(effects))
 
     def _refuse_enqueue(self, ids: list[str]) -> NoReturn:
