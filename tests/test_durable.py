@@ -537,12 +537,14 @@ class TurnstileDisk(ThreadSafeSimDisk):
         self.permits = threading.Semaphore(0)
         self.turn = threading.Condition()
         self.fsyncs_started = 0
+        self.fsync_threads: list[str] = []
         self.appends = 0
         self.fail_append_from = fail_append_from
 
     def fsync(self, path: str) -> None:
         with self.turn:
             self.fsyncs_started += 1
+            self.fsync_threads.append(threading.current_thread().name)
             self.turn.notify_all()
         assert self.permits.acquire(timeout=30), "the test never allowed this fsync"
         super().fsync(path)
@@ -587,3 +589,36 @@ def test_a_failed_write_in_the_syncer_still_releases_the_callers_the_last_fsync_
     q.close()
     core = recovered(disk, cfg)
     assert core.knows("lead") and core.knows("w0") and not core.knows("w1")
+
+
+def test_callers_leave_the_fsyncs_to_the_syncer_thread_once_it_is_awake() -> None:
+    """A caller that finds no fsync in flight leads one inline only while the syncer thread
+    is idle: once woken, the syncer does every fsync (a caller leading while the syncer
+    waits for the GIL would take its batch and release its callers all at once)."""
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = TurnstileDisk()
+    outcomes: dict[str, str] = {}
+    late: list[tuple[threading.Thread, threading.Event]] = []
+
+    def on_fsync(_elapsed: float, _records: int) -> None:
+        # Under the lock, as the lead's fsync ends and before it wakes the syncer: "c"
+        # queues for the lock, and may get it before the syncer with no fsync in flight.
+        if not late:
+            late.append(_submit_in_thread(q, "c", outcomes))
+
+    q = DurableQueue(cfg, disk=disk, on_fsync=on_fsync)
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    disk.wait_fsyncs(1)
+    w0, in_core = _submit_in_thread(q, "w0", outcomes)
+    _appended(q, in_core)
+    disk.allow()  # the lead's fsync ends: the syncer is woken for w0
+    lead.join(30)
+    c, in_core = late[0]
+    _appended(q, in_core)  # (held while the syncer's first fsync waits for its permit)
+    disk.allow(10)
+    for th in (w0, c):
+        th.join(30)
+    assert outcomes == {"lead": "acknowledged", "w0": "acknowledged", "c": "acknowledged"}
+    assert disk.fsync_threads[0] == lead.name
+    assert all(name.startswith("phase1-fsync") for name in disk.fsync_threads[1:])
+    q.close()
