@@ -92,8 +92,13 @@ def sqlite_one_thread(ctx: Context) -> float:
 
 def sqlite_threads(ctx: Context) -> float:
     """jobs/s: 16 producer threads, one INSERT + COMMIT per job, one locked connection."""
+    return _sqlite_threads_run(ctx)["per_s"]
 
-    def measure() -> float:
+
+def _sqlite_threads_run(ctx: Context) -> dict[str, float]:
+    """``sqlite_threads``' run, measured once: jobs/s and process CPU microseconds per job."""
+
+    def measure() -> dict[str, float]:
         window = ctx.seconds(3.0)
         with temp_dir("sqlite16") as d:
             conn = _sqlite_open(os.path.join(d, "q.db"))
@@ -110,17 +115,20 @@ def sqlite_threads(ctx: Context) -> float:
                     n += 1
                 return n
 
-            total, elapsed = _run_threads(produce, window)
+            total, elapsed, cpu_s = _run_threads(produce, window)
             conn.close()
-        return total / elapsed
+        return {"per_s": total / elapsed, "cpu_us_per_job": 1e6 * cpu_s / max(total, 1)}
 
-    return float(ctx.shared("sqlite3.16threads", measure))
+    result: dict[str, float] = ctx.shared("sqlite3.16threads", measure)
+    return result
 
 
 def _run_threads(
     produce: Callable[[int, float], int], window: float, threads: int = THREADS
-) -> tuple[int, float]:
-    """Start ``threads`` producers together; (jobs done, seconds until the last finished)."""
+) -> tuple[int, float, float]:
+    """Start ``threads`` producers together; (jobs done, seconds until the last finished,
+    CPU seconds the whole process used meanwhile: a figure the machine's other load
+    disturbs much less than the wall time)."""
     counts = [0] * threads
     errors: list[BaseException] = []
     barrier = threading.Barrier(threads + 1)
@@ -137,15 +145,17 @@ def _run_threads(
     for th in workers:
         th.start()
     gc.collect()
+    cpu_started = time.process_time()
     started = time.perf_counter()
     deadline_box.append(started + window)
     barrier.wait()
     for th in workers:
         th.join()
     elapsed = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu_started
     if errors:
         raise errors[0]
-    return sum(counts), elapsed
+    return sum(counts), elapsed, cpu_s
 
 
 # == DurableQueue ===========================================================================
@@ -222,7 +232,7 @@ def bench_submit_batch(ctx: Context) -> list[Result]:
                 q.submit(batch)
             return len(mine[t]) * 100
 
-        total, elapsed_n = _run_threads(produce, 0.0, threads=n)
+        total, elapsed_n, cpu_n = _run_threads(produce, 0.0, threads=n)
         fsyncs_n, synced_n = q.fsyncs, q.records_synced
         q.close()
     per_s_n = total / elapsed_n
@@ -251,7 +261,12 @@ def bench_submit_batch(ctx: Context) -> list[Result]:
             met=per_s_n >= 150_000 and per_s_n >= 20 * base,
             notes=f"{n} caller threads, the same {calls} calls x 100 jobs split between them "
             f"(one caller's fsync overlaps another's encoding): {fsyncs_n} fsyncs "
-            f"({synced_n / max(fsyncs_n, 1):.0f} records/fsync); {log_n.summary(elapsed_n)}",
+            f"({synced_n / max(fsyncs_n, 1):.0f} records/fsync); {log_n.summary(elapsed_n)}; "
+            f"CPU {1e6 * cpu_n / max(total, 1):.1f} us/job",
+            extra={
+                "cpu_us_per_job": 1e6 * cpu_n / max(total, 1),
+                "records_per_fsync": synced_n / max(fsyncs_n, 1),
+            },
         ),
     ]
 
@@ -260,6 +275,7 @@ def _threaded_submit(
     ctx: Context, name: str, target: str, floor: float | None, x: float | None, **changes: Any
 ) -> Result:
     base = sqlite_threads(ctx)
+    base_cpu = _sqlite_threads_run(ctx)["cpu_us_per_job"]
     window = ctx.seconds(3.0)
     with temp_dir("submit-16") as d:
         log = FsyncLog()
@@ -272,7 +288,7 @@ def _threaded_submit(
                 n += 1
             return n
 
-        total, elapsed = _run_threads(produce, window)
+        total, elapsed, cpu_s = _run_threads(produce, window)
         fsyncs, synced = q.fsyncs, q.records_synced
         q.close()
     per_s = total / elapsed
@@ -289,7 +305,13 @@ def _threaded_submit(
         target=target,
         met=met,
         notes=f"{THREADS} threads x 1 job/call for {window:g} s: {total} jobs, {fsyncs} fsyncs "
-        f"({synced / max(fsyncs, 1):.1f} records/fsync); {log.summary(elapsed)}",
+        f"({synced / max(fsyncs, 1):.1f} records/fsync); {log.summary(elapsed)}; "
+        f"CPU {1e6 * cpu_s / max(total, 1):.1f} us/job (sqlite3: {base_cpu:.1f})",
+        extra={
+            "cpu_us_per_job": 1e6 * cpu_s / max(total, 1),
+            "baseline_cpu_us_per_job": base_cpu,
+            "records_per_fsync": synced / max(fsyncs, 1),
+        },
     )
 
 
