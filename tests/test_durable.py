@@ -622,3 +622,29 @@ def test_callers_leave_the_fsyncs_to_the_syncer_thread_once_it_is_awake() -> Non
     assert disk.fsync_threads[0] == lead.name
     assert all(name.startswith("phase1-fsync") for name in disk.fsync_threads[1:])
     q.close()
+
+
+def test_a_wake_up_chain_broken_by_a_caller_that_stopped_waiting_is_finished_by_the_syncer() -> (
+    None
+):
+    """Each woken caller wakes the next; one that stopped waiting (an exception in its
+    acquire, e.g. KeyboardInterrupt) never passes on.  The idle syncer thread notices the
+    chain did not move and wakes everyone left."""
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = TurnstileDisk()
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    disk.wait_fsyncs(1)
+    w0, in_core = _submit_in_thread(q, "w0", outcomes)
+    _appended(q, in_core)
+    gone = threading.Lock()  # the caller that stopped waiting: nobody acquires it again
+    gone.acquire()
+    with q._lock:
+        q._waiters.appendleft((q._stashed_seq, gone))  # woken first, passes nothing on
+    disk.allow(10)
+    for th in (lead, w0):
+        th.join(30)
+    assert outcomes == {"lead": "acknowledged", "w0": "acknowledged"}
+    assert not q._to_wake
+    q.close()

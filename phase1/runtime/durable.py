@@ -65,6 +65,7 @@ class _Encoded(list[Record]):
 
 
 _NO_AUTO_ROTATION = 1 << 62  # rotation happens at snapshot time, under the lock
+_CHAIN_CHECK_S = 0.005  # an idle syncer checks this often that a wake-up chain still moves
 
 
 class DurableQueue:
@@ -114,6 +115,7 @@ class DurableQueue:
         self._waiters: deque[tuple[int, LockType]] = deque()
         # Callers an fsync covered, not yet released: a chain, each wakes the next.
         self._to_wake: deque[LockType] = deque()
+        self._chain_head: LockType | None = None  # _to_wake[0] at the idle syncer's last look
         self._syncing = False  # an fsync is in flight (a caller's or the syncer thread's)
         self._syncer: threading.Thread | None = None  # started on first need
         self._syncer_asleep = False  # blocked on _wake; released at most once per sleep
@@ -430,11 +432,17 @@ class DurableQueue:
             while not (self._closed or writer.poisoned or self._failure is not None):
                 if not ready:
                     if self._syncing or not self._waiters:
-                        # Off the critical path now: finish any wake-up chain ourselves
-                        # (it stops early only if a woken caller died before passing on).
-                        self._wake_all_queued()
                         self._syncer_active = False
-                        self._locked_sleep(-1)
+                        if self._to_wake:
+                            # A wake-up chain is under way: let it run (waking everyone
+                            # left at once would have them all fight for the GIL) and look
+                            # again later.  It stops early only if a caller stopped waiting
+                            # (an exception in acquire) before passing on.
+                            if self._chain_stalled():
+                                self._wake_all_queued()
+                            self._locked_sleep(_CHAIN_CHECK_S)
+                        else:
+                            self._locked_sleep(-1)
                         continue
                     if interval > 0 and self._unsynced() < self._batch_size:
                         self._locked_gather(interval)
@@ -488,6 +496,17 @@ class DurableQueue:
             for waiter in ready:
                 waiter.release()
             self._wake_all_queued()
+
+    def _chain_stalled(self) -> bool:
+        """Whether the wake-up chain's next caller is the one seen at the last check (the
+        chain did not move for a whole check interval); notes the one seen now."""
+        try:
+            head: LockType | None = self._to_wake[0]
+        except IndexError:
+            head = None
+        stalled = head is not None and head is self._chain_head
+        self._chain_head = head
+        return stalled
 
     def _locked_gather(self, interval: float) -> None:
         """Wait up to ``interval`` s for ``batch_size`` unsynced records (the seed's "every
