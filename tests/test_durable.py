@@ -648,3 +648,18 @@ def test_a_wake_up_chain_broken_by_a_caller_that_stopped_waiting_is_finished_by_
     assert outcomes == {"lead": "acknowledged", "w0": "acknowledged"}
     assert not q._to_wake
     q.close()
+
+
+def test_an_unexpected_error_in_an_inline_fsync_reaches_its_caller_and_stops_the_queue() -> None:
+    """Not an OSError (the writer's poison): a bug or an injected crash.  It propagates as
+    itself, and the queue refuses further work, as after the syncer thread fails."""
+
+    class BrokenDisk(SimDisk):
+        def fsync(self, path: str) -> None:
+            raise RuntimeError("disk driver bug")
+
+    q = DurableQueue(sim_config("batch", batch_interval_s=0.0), disk=BrokenDisk())
+    with pytest.raises(RuntimeError, match="driver bug"):
+        q.submit([Job("a")])
+    with pytest.raises(DurabilityError, match="an fsync failed"):
+        q.submit([Job("b")])

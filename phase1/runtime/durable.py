@@ -350,6 +350,12 @@ class DurableQueue:
             started = time.perf_counter()
             self.writer.fsync_upto()
             ok = True
+        except DurabilityError:
+            raise  # the writer is poisoned: its waiters raise too
+        except BaseException as exc:
+            if self._failure is None:  # as in the syncer thread: the queue stops
+                self._failure = f"an fsync failed ({exc!r})"
+            raise
         finally:
             self._lock.acquire()
             ready = self._locked_finish_sync(target, time.perf_counter() - started, ok)
