@@ -269,14 +269,7 @@ def encode_records(recs: Iterable[Record]) -> bytes:
     The same bytes as joining ``encode_record`` of each, built faster: the records of one
     step share their timestamp object (formatted once), fields are unpacked positionally,
     and a job's dict is built inline.  Anything unusual goes through ``encode_record``.
-
-    ``recs`` may carry its lines already (a ``wal_lines`` attribute holding what this
-    function would return: the threaded shell encodes each caller's records in that
-    caller's thread, off the fsync thread's critical path); they are returned as is.
     """
-    lines = getattr(recs, "wal_lines", None)
-    if lines is not None:
-        return lines  # type: ignore[no-any-return]
     out: list[bytes] = []
     append = out.append
     dumps = orjson.dumps
@@ -1188,10 +1181,15 @@ class WalWriter:
         return self._size
 
     # -- appending --------------------------------------------------------------------
-    def append(self, records: Sequence[Record], now_s: float | None = None) -> int:
-        """Write ``records`` (seqs ``next_seq``, ``next_seq + 1``, ...) with one disk append.
+    def append(
+        self, records: Sequence[Record], now_s: float | None = None, *, encoded: bytes | None = None
+    ) -> int:
+        """Write ``records`` (seqs ``next_seq``, ``next_seq + 1``, ...) with one disk write.
 
-        Returns the last seq.  ``ValueError`` if the seqs do not continue the log (nothing is
+        ``encoded``: their ``encode_records`` bytes, when the caller made them already (the
+        threaded shell encodes in each caller's thread, off the fsync thread's path); one
+        line per record is checked.  Returns the last seq.  ``ValueError`` if the seqs do
+        not continue the log or ``encoded`` has the wrong number of lines (nothing is
         written); ``DurabilityError`` if the writer is or becomes poisoned.
         """
         self._check_usable()
@@ -1204,7 +1202,16 @@ class WalWriter:
                     f"{self.wal_path}: record {i} has seq {rec.seq}, expected {expected + i} "
                     f"(the log continues at {expected}); nothing written"
                 )
-        data = encode_records(records)
+        if encoded is None:
+            data = encode_records(records)
+        else:
+            lines = encoded.count(b"\n")
+            if lines != len(records) or not encoded.endswith(b"\n"):
+                raise ValueError(
+                    f"{self.wal_path}: encoded holds {lines} lines for {len(records)} "
+                    "records; nothing written"
+                )
+            data = encoded
         start = self._size
         end = start + len(data)
         try:

@@ -177,18 +177,21 @@ def test_encode_records_gives_encode_records_bytes_for_every_enqueue_shape(job: 
     assert encode_records(records) == b"".join(map(encode_record, records))
 
 
-def test_encode_records_returns_lines_already_attached_to_the_records() -> None:
+def test_append_writes_lines_the_caller_encoded(tmp_path: Path) -> None:
     """The threaded shell encodes each caller's records in that caller's thread and hands
-    the writer the batch with its lines attached (``wal_lines``): no second encoding."""
-
-    class Encoded(list[Record]):
-        wal_lines: bytes
-
+    the writer the lines (``encoded=``): no second encoding; a wrong line count writes
+    nothing."""
+    wal = str(tmp_path / "wal.log")
+    writer = WalWriter(OsDisk(), wal, next_seq=5, policy="never")
     records = [Record(5, "ENQUEUE", "a", T0_MS, job=Job("a")), rec(6)]
-    batch = Encoded(records)
-    batch.wal_lines = encode_records(records[:1]) + encode_records(records[1:])
-    assert encode_records(batch) is batch.wal_lines
-    assert batch.wal_lines == encode_records(records)
+    lines = encode_records(records[:1]) + encode_records(records[1:])
+    with pytest.raises(ValueError, match="1 lines for 2 records; nothing written"):
+        writer.append(records, encoded=lines.split(b"\n", 1)[0] + b"\n")
+    with pytest.raises(ValueError, match="0 lines for 2 records"):
+        writer.append(records, encoded=b"")
+    writer.append(records, encoded=lines)
+    writer.close()
+    assert Path(wal).read_bytes() == encode_records(records)
 
 
 def test_encode_refuses_records_the_reader_would_refuse() -> None:

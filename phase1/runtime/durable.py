@@ -51,6 +51,7 @@ from _thread import LockType
 from _thread import allocate_lock as _allocate_lock
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from phase1.clock import Clock, RealClock
 from phase1.config import Config
@@ -65,12 +66,16 @@ from phase1.wal import drop_segments_upto, encode_records
 __all__ = ["DurableQueue"]
 
 
-class _Encoded(list[Record]):
-    """Records with their WAL lines attached: ``encode_records`` returns ``wal_lines`` as
-    is.  Each caller encodes its own records while it holds the lock (the syncer would
-    otherwise encode the whole batch between two fsyncs, on the critical path)."""
+class _Batch(NamedTuple):
+    """Stashed records and their WAL lines.  Each caller encodes its own records while it
+    holds the lock (the syncer would otherwise encode the whole batch between two fsyncs,
+    on the critical path); ``WalWriter.append(records, encoded=lines)`` writes them."""
 
-    wal_lines: bytes
+    records: list[Record]
+    lines: bytes
+
+
+_NOTHING = _Batch([], b"")
 
 
 _NO_AUTO_ROTATION = 1 << 62  # rotation happens at snapshot time, under the lock
@@ -254,10 +259,9 @@ class DurableQueue:
         self._stashed_seq = last
         return last
 
-    def _locked_take_pending(self) -> list[Record]:
-        """The stashed records (their lines attached, see ``_Encoded``), emptied."""
-        batch = _Encoded(self._pending)
-        batch.wal_lines = b"".join(self._pending_lines)
+    def _locked_take_pending(self) -> _Batch:
+        """The stashed records and their lines, emptied."""
+        batch = _Batch(self._pending, b"".join(self._pending_lines))
         self._pending = []
         self._pending_lines = []
         return batch
@@ -265,17 +269,18 @@ class DurableQueue:
     def _unsynced(self) -> int:
         return self._stashed_seq - self.writer.durable_seq
 
-    def _write_pending(self, batch: list[Record]) -> None:
+    def _write_pending(self, batch: _Batch) -> None:
         """Append ``batch`` (taken from ``_pending``) to the WAL.  Its records are in the
         core already: if anything but the writer's own ``DurabilityError`` (which poisons
         the writer) stops the write, the queue is poisoned too (``_failure``)."""
         try:
-            self.writer.append(batch)
+            self.writer.append(batch.records, encoded=batch.lines)
         except DurabilityError:
             raise
         except BaseException as exc:
             self._failure = (
-                f"writing records {batch[0].seq}..{batch[-1].seq} failed ({exc!r}); they are "
+                f"writing records {batch.records[0].seq}..{batch.records[-1].seq} failed "
+                f"({exc!r}); they are "
                 "in memory only"
             )
             raise
@@ -354,7 +359,7 @@ class DurableQueue:
         started = 0.0
         ok = False
         try:
-            if batch:
+            if batch.records:
                 self._write_pending(batch)
             started = time.perf_counter()
             self.writer.fsync_upto()
@@ -464,7 +469,7 @@ class DurableQueue:
                         if self._syncing or not self._waiters:
                             continue
                 target = -1
-                batch: list[Record] = []
+                batch = _NOTHING
                 if not self._syncing and self._waiters:
                     if not ready or interval <= 0 or self._unsynced() >= self._batch_size:
                         self._syncing = True
@@ -475,7 +480,7 @@ class DurableQueue:
                 ok = False
                 started = 0.0
                 try:
-                    if batch:
+                    if batch.records:
                         # Written before the wake-up below: a woken caller would take the
                         # GIL while this thread is in the write syscall.
                         self._write_pending(batch)
