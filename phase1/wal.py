@@ -383,8 +383,9 @@ def _check_job(job: object, job_id: str) -> Job:
         raise _BadRecord(f"job.attempt={attempt!r} is not an integer >= 0")
     if type(status) is not str:
         raise _BadRecord(f"job.status={status!r} is not a string")
-    if type(priority) is not int:
-        raise _BadRecord(f"job.priority={priority!r} is not an integer")
+    if type(priority) is not int or not 0 <= priority <= PRIORITY_MAX:
+        # (out of range, a replayed job would index no ready queue, or the wrong one)
+        raise _BadRecord(f"job.priority={priority!r} is not an integer in 0..{PRIORITY_MAX}")
     if scheduled is not None and type(scheduled) not in (int, float):
         raise _BadRecord(f"job.scheduled_at={scheduled!r} is not a number")
     if type(deps) is not list or any(type(x) is not str for x in deps):

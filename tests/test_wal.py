@@ -234,6 +234,8 @@ WRONG_TYPES = [
     {**GOOD, "type": "ENQUEUE", "job": {"payload": 1}},
     {**GOOD, "type": "ENQUEUE", "job": {"id": "b"}},
     {**GOOD, "type": "ENQUEUE", "job": {"id": "a", "priority": "high"}},
+    {**GOOD, "type": "ENQUEUE", "job": {"id": "a", "priority": 11}},  # no ready queue 11
+    {**GOOD, "type": "ENQUEUE", "job": {"id": "a", "priority": -1}},  # (nor -1)
     {**GOOD, "type": "ENQUEUE", "job": {"id": "a", "depends_on": "b"}},
     {**GOOD, "type": "ENQUEUE", "job": {"id": "a", "scheduled_at": "soon"}},
     {**GOOD, "job": {"id": "a"}},  # only ENQUEUE carries a job
