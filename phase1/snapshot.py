@@ -235,7 +235,7 @@ def _job(d: Any, path: str, section: str, index: object) -> Job:
         or attempt < 0
         or status not in _STATUSES
         or type(priority) is not int
-        or priority < 0
+        or not 0 <= priority <= PRIORITY_MAX  # (a restored job must fit a ready queue)
         or not (
             sched is None or type(sched) is int or (type(sched) is float and math.isfinite(sched))
         )
@@ -272,7 +272,8 @@ def _job_problem(d: dict[str, Any], path: str, where: str) -> NoReturn:
     status = d.get("status", "pending")
     if status not in _STATUSES:
         raise _err(path, f"{at}.status is {status!r:.60}, not one of {sorted(_STATUSES)}")
-    _int(d.get("priority", 0), path, f"{at}.priority")
+    if _int(d.get("priority", 0), path, f"{at}.priority") > PRIORITY_MAX:
+        raise _err(path, f"{at}.priority is {d['priority']}, above {PRIORITY_MAX}")
     sched = d.get("scheduled_at")
     if sched is not None and type(sched) is not int:
         if type(sched) is not float or not math.isfinite(sched):
