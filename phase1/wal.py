@@ -63,8 +63,9 @@ file does not, which on ext4 roughly halves the latency of each group commit (Po
 zero-fills its WAL segments for the same reason).  Padding is whitespace, so ``jq`` reads
 the file unchanged; ``read_wal`` stops at the first of the active segment's trailing
 newlines (``data_end``); ``rotate`` and ``close`` cut the padding off, so closed segments
-(where blank lines are damage) and a cleanly stopped log end at their last record.  A crash mid-write leaves the torn record
-followed by padding, which reads as the usual torn tail.
+(where blank lines are damage) and a cleanly stopped log end at their last record.  A
+crash mid-write leaves the torn record followed by padding, which reads as the usual torn
+tail.
 
 Reading: torn tail vs corruption
 --------------------------------
@@ -1299,10 +1300,7 @@ class WalWriter:
         try:
             if not self.disk.exists(path) or self._size == 0:
                 return None
-            trim = self._alloc > self._size
-            if trim:  # a closed segment keeps no padding
-                self.disk.truncate(path, self._size)
-                self._alloc = self._size
+            trim = self._cut_padding()  # a closed segment keeps no padding
             if self._durable < self._appended or trim:
                 if self.protocol.fsync:
                     self.disk.fsync(path)
@@ -1325,18 +1323,23 @@ class WalWriter:
             return
         try:
             if self._poison is None:
-                if self._alloc > self._size:
-                    try:
-                        self.disk.truncate(self.wal_path, self._size)
-                        if self.protocol.fsync:
-                            self.disk.fsync(self.wal_path)
-                    except OSError as exc:
-                        raise self._poisoned_by("close", self.wal_path, exc) from exc
-                    self._alloc = self._size
+                try:
+                    if self._cut_padding() and self.protocol.fsync:
+                        self.disk.fsync(self.wal_path)
+                except OSError as exc:
+                    raise self._poisoned_by("close", self.wal_path, exc) from exc
                 self.sync()
         finally:
             self._closed = True
             self.disk.close()
+
+    def _cut_padding(self) -> bool:
+        """Truncate the preallocated padding (not fsynced); False if there was none."""
+        if self._alloc <= self._size:
+            return False
+        self.disk.truncate(self.wal_path, self._size)
+        self._alloc = self._size
+        return True
 
     # -- failure ----------------------------------------------------------------------------
     def _check_usable(self) -> None:
