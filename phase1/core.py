@@ -163,6 +163,21 @@ class Step:
         return Step(self.records + other.records, self.effects + other.effects)
 
 
+# ``Step(records, effects)`` on the commands' paths: the frozen dataclass's ``__init__``
+# sets each slot through ``object.__setattr__``; setting the slots directly is the same
+# object at about a third of the cost (one Step per command, several per simulated job).
+_set_records = Step.__dict__["records"].__set__
+_set_effects = Step.__dict__["effects"].__set__
+_object_new = object.__new__
+
+
+def _step(records: tuple[Record, ...], effects: tuple[Effect, ...]) -> Step:
+    step: Step = _object_new(Step)
+    _set_records(step, records)
+    _set_effects(step, effects)
+    return step
+
+
 class InFlight(NamedTuple):
     worker_id: int
     attempt: int
@@ -222,7 +237,8 @@ class _Entry:
 
 
 def _ms(now_s: float) -> int:
-    return int(round(now_s * 1000))
+    ms = round(now_s * 1000)  # an int already for a float (or int) now_s
+    return ms if type(ms) is int else int(ms)
 
 
 class QueueCore:
@@ -277,6 +293,7 @@ class QueueCore:
         # tuples cost ~70 more), plus a small heap for delayed jobs that came due, which
         # keep their enqueue order.  Stale entries (jobs no longer pending) are skipped.
         self._ready: list[deque[_Entry]] = [deque() for _ in range(PRIORITY_MAX + 1)]
+        self._ready_desc = self._ready[::-1]  # the same FIFOs, highest priority first
         self._due: list[tuple[int, int, str]] = []  # (-priority, order, id)
         self._delayed: list[tuple[float, int, str]] = []  # (scheduled_at, order, id)
         self._blocked: dict[str, None] = {}
@@ -427,7 +444,7 @@ class QueueCore:
             ready[job[4]].append(entry)
             entry.copies = 1
             self.last_seq = seq
-        return Step(tuple(records), tuple(effects))
+        return _step(tuple(records), tuple(effects))
 
     def _refuse_enqueue(self, ids: list[str]) -> NoReturn:
         """Raise ``InvalidJobError`` for the first id that is repeated or already known."""
@@ -453,7 +470,9 @@ class QueueCore:
         deadline_ms = _ms(now_s + self.task_timeout_s)
         records: list[Record] = []
         effects: list[Effect] = []
-        self._promote(now_s)
+        delayed = self._delayed
+        if delayed and delayed[0][0] <= now_s:  # _promote's test, inline
+            self._promote(now_s)
         deadline_s = deadline_ms / 1000.0
         apply_dispatch = self._apply_dispatch
         while len(effects) < limit:
@@ -473,7 +492,7 @@ class QueueCore:
             records.append(rec)
             sent = _public(job, attempt, _IN_FLIGHT)
             effects.append(_new(SendToWorker, (sent, worker_id, attempt, deadline_s)))
-        return Step(tuple(records), tuple(effects))
+        return _step(tuple(records), tuple(effects))
 
     def ack(self, job_id: str, attempt: int, now_s: float) -> Step:
         """Complete ``attempt`` of ``job_id``; a stale attempt is a ``LateAck``."""
@@ -485,7 +504,7 @@ class QueueCore:
         rec = _new(Record, (seq, "ACK", job_id, _ms(now_s), attempt, None, None, None, None))
         self._apply_ack(rec)
         self.last_seq = seq
-        return Step((rec,), (_new(Completed, (job_id, attempt)),))
+        return _step((rec,), (_new(Completed, (job_id, attempt)),))
 
     def fail(self, job_id: str, attempt: int, now_s: float, reason: str = "failed") -> Step:
         """Attempt ``attempt`` failed: FAIL, then RETRY or (at ``max_retry``) DEAD."""
@@ -1088,8 +1107,7 @@ class QueueCore:
         across the per-priority FIFOs and the heap of delayed jobs that came due.  With
         ``take`` it is removed from its index (stale entries are dropped either way)."""
         best: _Entry | None = None
-        for priority in range(PRIORITY_MAX, -1, -1):
-            fifo = self._ready[priority]
+        for fifo in self._ready_desc:
             while fifo:
                 head = fifo[0]
                 if head.copies > 1:  # an older copy left by a dispatch replayed from the WAL
@@ -1106,6 +1124,11 @@ class QueueCore:
         due = self._due
         while due and not self._live(due[0][2], due[0][1]):
             heapq.heappop(due)
+        if not due:  # the common case: no delayed job came due
+            if best is not None and take:
+                self._ready[best.job.priority].popleft()
+                best.copies = 0
+            return best
         if due and (best is None or (due[0][0], due[0][1]) < (-best.job.priority, best.order)):
             return self._jobs[heapq.heappop(due)[2] if take else due[0][2]]
         if best is not None and take:
