@@ -257,6 +257,7 @@ _ENQUEUE_PLAIN = (
     b'{"seq":%d,"type":"ENQUEUE","job_id":%b,"timestamp":"%b",'
     b'"job":{"id":%b,"payload":%b,"attempt":%d,"status":"pending"}'
 )
+_ENQUEUE_PRIORITY = _ENQUEUE_PLAIN[:-1] + b',"priority":%d}'
 
 
 _ATTEMPT_LINE = b'{"seq":%d,"type":"%b","job_id":%b,"timestamp":"%b","attempt":%d'
@@ -334,19 +335,26 @@ def encode_records(recs: Iterable[Record]) -> bytes:
             and reason is None
             and job[0] == job_id
         ):
+            priority = job[4]
             if (
                 job[3] == "pending"
-                and not job[4]
+                and (not priority or type(priority) is int)
                 and job[5] is None
                 and not job[6]
                 and type(seq) is int
                 and type(job[2]) is int
                 and type(job_id) is str
             ):
-                # A plain new job (the enqueue path's common case): the same bytes as the
-                # dict below, formatted directly (its id dumped once for both places).
+                # A plain new job (the enqueue path's common case), with or without a
+                # priority: the same bytes as the dict below, formatted directly (its id
+                # dumped once for both places).
                 jid = dumps(job_id)
-                body = _ENQUEUE_PLAIN % (seq, jid, stamp_b, jid, dumps(job[1]), job[2])
+                if priority:
+                    body = _ENQUEUE_PRIORITY % (
+                        seq, jid, stamp_b, jid, dumps(job[1]), job[2], priority
+                    )  # fmt: skip
+                else:
+                    body = _ENQUEUE_PLAIN % (seq, jid, stamp_b, jid, dumps(job[1]), job[2])
                 append(b"%b%b%d}\n" % (body, _TRAILER, crc32(body)))
                 continue
             jd: dict[str, Any] = {

@@ -162,6 +162,11 @@ def test_one_changed_byte_anywhere_in_the_body_fails() -> None:
         Job("a", payload=7, attempt=2),
         Job("a", payload="s", status="in_flight"),
         Job("a", priority=3),
+        Job("a", payload={"kind": "report"}, priority=10),
+        Job("a", priority=True),  # bool: not the int path (orjson writes true)
+        Job("a", priority=2, scheduled_at=0.25),
+        Job("a", priority=1, depends_on=("b",)),
+        Job("a", priority=4, attempt=1),
         Job("a", scheduled_at=1.5),
         Job("a", depends_on=("b", "c")),
         Job("a", attempt=True),  # bool: not the plain path (orjson writes true)

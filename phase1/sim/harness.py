@@ -303,6 +303,20 @@ class _Call:
         self.args = args
 
 
+_log = math.log
+
+
+def _randbelow(rng: random.Random, n: int) -> int:
+    """``rng.randrange(n)`` for ``n > 0``: CPython's ``_randbelow_with_getrandbits``
+    (the same ``getrandbits`` calls, so the same draws) without randrange's checks."""
+    getrandbits = rng.getrandbits
+    k = n.bit_length()
+    r = getrandbits(k)
+    while r >= n:
+        r = getrandbits(k)
+    return r
+
+
 def _draw(rng: random.Random, dist: str, mean: float, sigma: float) -> float:
     if mean <= 0:
         return 0.0
@@ -444,6 +458,18 @@ class Simulation:
         self._fsync_latency = _drawer(
             self._fsync_rng, plan_.fsync_latency_dist, self._fsync_mean, plan_.fsync_latency_sigma
         )
+        # per kind: (name, priority_min, width of the priority range or 0, its bit length)
+        self._kinds = [
+            (
+                k.name,
+                k.priority_min,
+                0 if k.priority_min == k.priority_max else k.priority_max - k.priority_min + 1,
+                (k.priority_max - k.priority_min + 1).bit_length(),
+            )
+            for k in wl.mix
+        ]
+        # rng.expovariate(1.0 / delay_s_mean)'s rate (None: 0, which raises there, as before)
+        self._delay_lambd = 1.0 / wl.delay_s_mean if wl.delay_s_mean else None
         weights = [k.weight for k in wl.mix]
         total = sum(weights) or 1.0
         acc = 0.0
@@ -570,12 +596,17 @@ class Simulation:
         env = self.env
         queue: list[Any] = env._queue
         call_type = _Call
-        while stop.callbacks is not None:  # until ``stop`` has been processed
-            if not queue:
+        if stop.callbacks is None:
+            return
+        # Until ``stop`` has been processed: only this loop's SimPy branch processes an
+        # event, so ``stop`` is looked at only there, not after every timed callback.
+        while True:
+            try:
+                env._now, _, _, event = heappop(queue)
+            except IndexError:
                 raise RuntimeError(
                     f'No scheduled events left but "until" event was not triggered: {stop}'
-                )
-            env._now, _, _, event = heappop(queue)
+                ) from None
             if type(event) is call_type:
                 event.fn(*event.args)  # its callbacks list is never read again
                 continue
@@ -586,6 +617,8 @@ class Simulation:
                 exc = type(event._value)(*event._value.args)
                 exc.__cause__ = event._value
                 raise exc
+            if stop.callbacks is None:
+                return
 
     def _rate_each(self) -> float:
         return self._rate_each_s
@@ -610,27 +643,38 @@ class Simulation:
         wl = self.workload
         now = self.env._now
         n = self._next_job
-        self._next_job += 1
+        self._next_job = n + 1
         job_id = f"j{n:06d}"
         kind = 0
-        if len(wl.mix) > 1:
+        mix_cum = self._mix_cum
+        if len(mix_cum) > 1:
             r = self._mix_rng.random()
-            while kind < len(wl.mix) - 1 and r >= self._mix_cum[kind]:
+            last = len(mix_cum) - 1
+            while kind < last and r >= mix_cum[kind]:
                 kind += 1
-        k = wl.mix[kind]
-        priority = (
-            k.priority_min
-            if k.priority_min == k.priority_max
-            else rng.randint(k.priority_min, k.priority_max)
-        )
+        name, priority, width, bits = self._kinds[kind]
+        if width:
+            # rng.randint(priority_min, priority_max): randrange's _randbelow, inline
+            # (CPython's formula, the same getrandbits calls, so the same draws)
+            getrandbits = rng.getrandbits
+            x = getrandbits(bits)
+            while x >= width:
+                x = getrandbits(bits)
+            priority += x
         scheduled = None
         if wl.delayed_probability and rng.random() < wl.delayed_probability:
-            scheduled = now + rng.expovariate(1.0 / wl.delay_s_mean)
+            # rng.expovariate(1.0 / delay_s_mean), inline (the same arithmetic)
+            lambd = self._delay_lambd
+            if lambd is None:
+                scheduled = now + rng.expovariate(1.0 / wl.delay_s_mean)
+            else:
+                scheduled = now + -_log(1.0 - rng.random()) / lambd
         deps: tuple[str, ...] = ()
-        if wl.depends_probability and self._acked_ids and rng.random() < wl.depends_probability:
-            deps = (self._acked_ids[rng.randrange(len(self._acked_ids))],)
+        acked_ids = self._acked_ids
+        if wl.depends_probability and acked_ids and rng.random() < wl.depends_probability:
+            deps = (acked_ids[_randbelow(rng, len(acked_ids))],)
         # Job(job_id, payload=..., priority=..., scheduled_at=..., depends_on=...), positionally
-        job = _new_tuple(Job, (job_id, {"kind": k.name}, 0, _PENDING, priority, scheduled, deps))
+        job = _new_tuple(Job, (job_id, {"kind": name}, 0, _PENDING, priority, scheduled, deps))
         track = _Track(job, kind, now)
         self.tracks[job_id] = track
         return track
