@@ -303,15 +303,6 @@ class QueueCore:
         self._failed: dict[str, None] = {}
         self._next_order = 0
         self._counts = {s: 0 for s in (P, R, F)}
-        self._apply = {
-            "ENQUEUE": self._apply_enqueue,
-            "DISPATCH": self._apply_dispatch,
-            "ACK": self._apply_ack,
-            "FAIL": self._apply_end,
-            "TIMEOUT": self._apply_end,
-            "RETRY": self._apply_retry,
-            "DEAD": self._apply_dead,
-        }
 
     # == queries =========================================================================
     def state_of(self, job_id: str) -> JobState | None:
@@ -601,7 +592,7 @@ class QueueCore:
                 record_type=record.type,
                 state=state.value if state else None,
             )
-        self._apply[record.type](record)
+        _APPLY[record.type](self, record)
         self.last_seq = seq
         return True
 
@@ -1135,6 +1126,20 @@ class QueueCore:
             self._ready[best.job.priority].popleft()
             best.copies = 0
         return best
+
+
+# record type -> its half of ``apply``: plain functions, not bound methods kept on each core,
+# so a core holds no reference cycle and a dropped one (every crash in the simulator) is
+# freed at once instead of waiting for the cyclic GC
+_APPLY: dict[str, Callable[[QueueCore, Record], None]] = {
+    "ENQUEUE": QueueCore._apply_enqueue,
+    "DISPATCH": QueueCore._apply_dispatch,
+    "ACK": QueueCore._apply_ack,
+    "FAIL": QueueCore._apply_end,
+    "TIMEOUT": QueueCore._apply_end,
+    "RETRY": QueueCore._apply_retry,
+    "DEAD": QueueCore._apply_dead,
+}
 
 
 def replay(core: QueueCore, records: Iterable[Record]) -> int:

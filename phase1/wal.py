@@ -1202,7 +1202,8 @@ class WalWriter:
         not continue the log or ``encoded`` has the wrong number of lines (nothing is
         written); ``DurabilityError`` if the writer is or becomes poisoned.
         """
-        self._check_usable()
+        if self._poison is not None or self._closed:
+            self._check_usable()  # raises
         if not records:
             return self._appended
         expected = self._appended + 1
@@ -1263,7 +1264,8 @@ class WalWriter:
         """fsync the active segment; return the seq that fsync covers (``appended_seq`` when
         it started).  Does not change ``durable_seq``: call ``mark_durable`` with the result.
         May run outside the caller's lock, but never concurrently with ``rotate``."""
-        self._check_usable()
+        if self._poison is not None or self._closed:
+            self._check_usable()  # raises
         target = self._appended
         if target <= self._durable:
             return target

@@ -350,10 +350,14 @@ class SimDisk:
 
     def fsync(self, path: str) -> None:
         p = _NORM.get(path) or normpath(path)
-        if p in self._folders:
-            self.fsync_dir(p)
-            return
-        inode = self._inode(p)
+        ino = self._names.get(p)
+        if ino is None:  # a folder, or nothing: as before
+            if p in self._folders:
+                self.fsync_dir(p)
+                return
+            inode = self._inode(p)  # raises
+        else:
+            inode = self._inodes[ino]
         self.fsync_count += 1
         if self.fail_fsync_after is not None and self.fsync_count > self.fail_fsync_after:
             self._log("fsync", p, ok=False)

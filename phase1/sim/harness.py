@@ -843,7 +843,12 @@ class Simulation:
         if self._snapshot_due:
             self._snapshot()
         elif writer.unsynced > 0 and not self._syncing and not self._leader_waiting:
-            self._lead()
+            if self._gather_s > 0:
+                self._lead()
+            else:
+                # _lead() -> _start_fsync() with no batch to wait for, inline (as _append)
+                self._syncing = True
+                self._at(self._fsync_latency(), self._fsync_done, writer.appended_seq, gen)
 
     def _always_durable(self, seq: int, gen: int) -> None:
         if gen != self._gen:
