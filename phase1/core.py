@@ -342,6 +342,11 @@ class QueueCore:
     def completed_ids(self) -> list[str]:
         return list(self._completed)
 
+    def not_completed(self, ids: set[str]) -> set[str]:
+        """The ids in ``ids`` this core has not completed (``ids`` minus ``completed_ids()``,
+        without copying the completed ids: the simulator's ledger asks it at every crash)."""
+        return ids.difference(self._completed)
+
     def dead_reasons(self) -> dict[str, str]:
         return dict(self._dead)
 
@@ -397,7 +402,9 @@ class QueueCore:
                 or (dead and any(map(dead.__contains__, ids)))
             ):
                 self._refuse_enqueue(ids)
-        ts = _ms(now_s)
+        ts = round(now_s * 1000)  # _ms(now_s), inline
+        if type(ts) is not int:
+            ts = int(ts)
         records: list[Record] = []
         effects: list[Effect] = []
         append = records.append
@@ -435,7 +442,10 @@ class QueueCore:
             ready[job[4]].append(entry)
             entry.copies = 1
             self.last_seq = seq
-        return _step(tuple(records), tuple(effects))
+        step: Step = _object_new(Step)  # _step(...), inline
+        _set_records(step, tuple(records))
+        _set_effects(step, tuple(effects))
+        return step
 
     def _refuse_enqueue(self, ids: list[str]) -> NoReturn:
         """Raise ``InvalidJobError`` for the first id that is repeated or already known."""
@@ -457,7 +467,9 @@ class QueueCore:
     def dispatch(self, now_s: float, worker_id: int = 0, limit: int = 1) -> Step:
         """Hand up to ``limit`` ready jobs (due, unblocked, highest priority first, FIFO
         within a priority) to ``worker_id``; each DISPATCH counts one attempt."""
-        ts = _ms(now_s)
+        ts = round(now_s * 1000)  # _ms(now_s), inline (one command per simulated job)
+        if type(ts) is not int:
+            ts = int(ts)
         deadline_ms = _ms(now_s + self.task_timeout_s)
         records: list[Record] = []
         effects: list[Effect] = []
@@ -481,21 +493,35 @@ class QueueCore:
             apply_dispatch(rec)
             self.last_seq = seq
             records.append(rec)
-            sent = _public(job, attempt, _IN_FLIGHT)
+            payload = job[1]  # _public(job, attempt, _IN_FLIGHT), inline
+            if type(payload) is bytes:
+                payload = _loads(payload)
+            sent = _new(Job, (job[0], payload, attempt, _IN_FLIGHT, job[4], job[5], job[6]))
             effects.append(_new(SendToWorker, (sent, worker_id, attempt, deadline_s)))
-        return _step(tuple(records), tuple(effects))
+        step: Step = _object_new(Step)  # _step(...), inline
+        _set_records(step, tuple(records))
+        _set_effects(step, tuple(effects))
+        return step
 
     def ack(self, job_id: str, attempt: int, now_s: float) -> Step:
         """Complete ``attempt`` of ``job_id``; a stale attempt is a ``LateAck``."""
-        late = self._fence(job_id, attempt, "ack")
-        if late is not None:
+        entry = self._in_flight.get(job_id)  # _fence's test, inline
+        if entry is None or entry.attempt != attempt:
+            late = self._fence(job_id, attempt, "ack")
+            assert late is not None
             return Step((), (late,))
-        # _fence found attempt ``attempt`` in flight: ACK is legal, apply its half directly.
+        # attempt ``attempt`` is in flight: ACK is legal, apply its half directly.
         seq = self.last_seq + 1
-        rec = _new(Record, (seq, "ACK", job_id, _ms(now_s), attempt, None, None, None, None))
+        ts = round(now_s * 1000)  # _ms(now_s), inline
+        if type(ts) is not int:
+            ts = int(ts)
+        rec = _new(Record, (seq, "ACK", job_id, ts, attempt, None, None, None, None))
         self._apply_ack(rec)
         self.last_seq = seq
-        return _step((rec,), (_new(Completed, (job_id, attempt)),))
+        step: Step = _object_new(Step)  # _step(...), inline
+        _set_records(step, (rec,))
+        _set_effects(step, (_new(Completed, (job_id, attempt)),))
+        return step
 
     def fail(self, job_id: str, attempt: int, now_s: float, reason: str = "failed") -> Step:
         """Attempt ``attempt`` failed: FAIL, then RETRY or (at ``max_retry``) DEAD."""

@@ -410,6 +410,16 @@ def test_ack_for_a_completed_job_is_late() -> None:
     assert log.core.completed_ids() == ["a"]
 
 
+def test_not_completed_is_the_ids_minus_the_completed_ones() -> None:
+    log = Log()
+    log.enqueue(Job("a"), Job("b"))
+    log.dispatch()
+    log.run(log.core.ack("a", attempt=1, now_s=1.0))
+    ids = {"a", "b", "unknown"}
+    assert log.core.not_completed(ids) == {"b", "unknown"}
+    assert ids == {"a", "b", "unknown"}  # not changed
+
+
 def test_seed_q5_timeline_late_ack_ignored_and_completed_exactly_once() -> None:
     log = Log()
     log.enqueue(Job("a"))

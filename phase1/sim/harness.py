@@ -1310,7 +1310,7 @@ class Simulation:
         lost_enq_ids = {job_id for job_id in acked_open if not core.knows(job_id)}
         acked_open -= lost_enq_ids
         lost_ack = 0
-        for job_id in done_open.difference(core.completed_ids()):
+        for job_id in core.not_completed(done_open):
             tr = tracks[job_id]
             open_enqueue = tr.acked_t >= 0 and tr.lost_enqueue_at < 0
             if open_enqueue and not core.knows(job_id):
