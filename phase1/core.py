@@ -477,20 +477,34 @@ class QueueCore:
         if delayed and delayed[0][0] <= now_s:  # _promote's test, inline
             self._promote(now_s)
         deadline_s = deadline_ms / 1000.0
-        apply_dispatch = self._apply_dispatch
+        counts = self._counts
+        in_flight = self._in_flight
+        deadlines = self._deadlines
+        flight_worker = worker_id if worker_id is not None else 0
         while len(effects) < limit:
             entry = self._next_ready()
             if entry is None:
                 break
             job = entry.job
+            job_id = job[0]
             attempt = entry.attempt + 1
-            # A ready entry is pending and known: DISPATCH is the one legal move, so call
-            # its half of apply() directly (as enqueue does), skipping the generic checks.
+            # A ready entry is pending and known: DISPATCH is the one legal move, so this
+            # is its half of apply() (_apply_dispatch) inline, as enqueue does, without
+            # the generic checks (the attempt is entry.attempt + 1 by construction).
             seq = self.last_seq + 1
             rec = _new(
-                Record, (seq, "DISPATCH", job[0], ts, attempt, worker_id, deadline_ms, None, None)
+                Record, (seq, "DISPATCH", job_id, ts, attempt, worker_id, deadline_ms, None, None)
             )
-            apply_dispatch(rec)
+            if self._blocked:
+                self._blocked.pop(job_id, None)
+            entry.order = -1  # _unplace: heap entries go stale lazily
+            counts[entry.state] -= 1
+            counts[R] += 1
+            entry.state = R
+            entry.attempt = attempt
+            entry.flight = _new(InFlight, (flight_worker, attempt, deadline_ms))
+            in_flight[job_id] = entry
+            heapq.heappush(deadlines, (deadline_ms, job_id, attempt))
             self.last_seq = seq
             records.append(rec)
             payload = job[1]  # _public(job, attempt, _IN_FLIGHT), inline
