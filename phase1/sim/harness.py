@@ -1472,7 +1472,7 @@ class Ledger:
                     recovered += 1
             else:
                 unfinished += 1
-        unexpected = sum(1 for j in completed if j not in sim.tracks)
+        unexpected = len(completed.keys() - sim.tracks.keys())  # completed, never submitted
         c = sim.counters
         return {
             "seed": sim.seed,
