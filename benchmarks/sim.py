@@ -15,6 +15,11 @@
 * ``sim.bare_simpy_batched`` / ``sim.crash_storm_batched`` (information): the same pair
   with clients submitting ``BATCH`` jobs per call and ``prefetch=BATCH`` (the end-to-end
   benchmark's prefetch): what batched semantics buy at crash-storm's service times;
+* ``sim.bare_modules`` (information): the floor under the harness: the same real
+  ``QueueCore``, ``WalWriter`` and ``SimDisk`` driven by a plain loop, no SimPy, no harness,
+  no faults: per job one append + fsync for its ENQUEUE and DISPATCH and one for its ACK
+  (the harness's common shape); median of ``REPEATS`` runs, and the harness's rate as a
+  share of it;
 * ``sim.sweep``: a 20-point x 3-seed sweep of 10,000-job crash-storm runs through
   ``phase1.sim.experiments.sweep`` on its default 2-process pool, wall seconds (shrunk with
   ``--quick``: 4 points x 3 seeds of 2,000 jobs; ``--smoke``: 2 x 1 of 300; the notes say so
@@ -36,7 +41,7 @@ import simpy
 
 from benchmarks._harness import Context, Result, ratio
 
-__all__ = ["bench", "bench_sim", "bare_model", "sweep_point"]
+__all__ = ["bench", "bench_sim", "bare_model", "bare_modules", "sweep_point"]
 
 REPEATS = 3
 BATCH = 16  # jobs per enqueue_jobs call and prefetch, for the *_batched rows
@@ -77,6 +82,44 @@ def bare_model(
         env.process(worker())
     env.run()
     return done[0]
+
+
+def bare_modules(jobs: int, seed: int = 0) -> int:
+    """The real core, WAL writer and ``SimDisk`` in a plain loop (no SimPy, no faults):
+    per job ``enqueue`` + ``dispatch`` in one append and fsync, then ``ack`` in another, at
+    the crash-storm scenario's config and job mix.  Returns jobs completed."""
+    from phase1.jobs import Job
+    from phase1.recovery import open_writer, recover
+    from phase1.sim.disk import SimDisk
+
+    config, _, workload = _crash_storm(seed, jobs)
+    rng = random.Random(seed)
+    mix = workload.mix
+    weights = [k.weight for k in mix]
+    batch = [
+        Job(
+            f"j{i:06d}",
+            payload={"kind": k.name},
+            priority=rng.randint(k.priority_min, k.priority_max),
+        )
+        for i, k in enumerate(rng.choices(mix, weights, k=jobs))
+    ]
+    disk = SimDisk(log_ops=False)
+    core, report = recover(disk, config, now_s=0.0)
+    writer = open_writer(disk, config, report, segment_bytes=1 << 62, preallocate_bytes=0)
+    now = 0.0
+    gap = 1.0 / workload.rate_per_s
+    for job in batch:
+        now += gap
+        enq = core.enqueue([job], now)
+        sent = core.dispatch(now, 0, 1)
+        writer.append(enq.records + sent.records, now)
+        writer.mark_durable(writer.fsync_upto())
+        for send in sent.effects:
+            done = core.ack(send.job.id, send.attempt, now)
+            writer.append(done.records, now)
+            writer.mark_durable(writer.fsync_upto())
+    return len(core.completed_ids())
 
 
 def _crash_storm(seed: int, jobs: int, batch: int = 1) -> Any:
@@ -190,7 +233,28 @@ def bench_sim(quick: bool = False, *, mode: str | None = None) -> list[dict[str,
 
     mode = mode or ("quick" if quick else "full")
     jobs, points, seeds, sweep_jobs = SIZES[mode]
-    rows = _Pair(jobs, 1).rows("", target=True) + _Pair(jobs, BATCH).rows("_batched", False)
+    pair = _Pair(jobs, 1)
+    rows = pair.rows("", target=True) + _Pair(jobs, BATCH).rows("_batched", False)
+    floor = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        done = bare_modules(jobs, 1)
+        floor.append(done / (time.perf_counter() - t0))
+    floor_rate = statistics.median(floor)
+    rows.append(
+        {
+            "name": "sim.bare_modules",
+            "value": floor_rate,
+            "unit": "jobs/s",
+            "baseline": None,
+            "ratio": None,
+            "target": "",
+            "notes": f"the real QueueCore + WalWriter + SimDisk in a plain loop, no SimPy, no "
+            f"faults, {jobs:,} jobs, 2 appends + fsyncs per job; median of {REPEATS}: "
+            + ", ".join(f"{r:,.0f}" for r in floor)
+            + f"; sim.crash_storm is {pair.harness_rate / floor_rate:.2f} of it",
+        }
+    )
 
     grid: dict[str, Sequence[Any]] = {
         "snapshot_interval_s": [0.1 + 0.05 * i for i in range(points)],
@@ -247,6 +311,7 @@ ROW_NAMES = [
     "sim.crash_storm",
     "sim.bare_simpy_batched",
     "sim.crash_storm_batched",
+    "sim.bare_modules",
     "sim.sweep",
 ]
 
