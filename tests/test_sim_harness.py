@@ -288,3 +288,15 @@ def test_a_finished_simulation_is_freed_without_the_cyclic_gc() -> None:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def test_a_run_leaves_objects_the_caller_froze_frozen() -> None:
+    import gc
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        Simulation(_config(), STORM, _workload(jobs=50), 1).run(10.0)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -574,8 +574,9 @@ class Simulation:
             ) from exc
         finally:
             if gc_was_enabled:
-                gc.freeze()
-                gc.unfreeze()
+                if gc.get_freeze_count() == 0:  # never unfreeze what the caller froze
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()
         return RunResult(self, time.perf_counter() - wall0)
 
