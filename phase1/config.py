@@ -167,6 +167,7 @@ _KEYS: tuple[_Key, ...] = (
     _Key("timeout_check_interval", "timeout_check_interval_s", "duration", positive=True),
     _Key("recovery_cost_fixed_s", "recovery_cost_fixed_s", "float", lo=0),
     _Key("recovery_cost_per_snapshot_job_s", "recovery_cost_per_snapshot_job_s", "float", lo=0),
+    _Key("recovery_cost_per_finished_job_s", "recovery_cost_per_finished_job_s", "float", lo=0),
     _Key("recovery_cost_per_wal_record_s", "recovery_cost_per_wal_record_s", "float", lo=0),
     _Key("fsync_latency_s_mean", "fsync_latency_s_mean", "float", lo=0),
     _Key("drain_on_stop", "drain_on_stop", "bool"),
@@ -308,6 +309,7 @@ class Config:
     timeout_check_interval_s: float = 1.0  # the seed's timeoutLoop tick
     recovery_cost_fixed_s: float = 0.002
     recovery_cost_per_snapshot_job_s: float = 1.0e-6
+    recovery_cost_per_finished_job_s: float = 1.0e-6
     recovery_cost_per_wal_record_s: float = 1.5e-6
     fsync_latency_s_mean: float = 0.00015
     drain_on_stop: bool = True
