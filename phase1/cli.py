@@ -682,6 +682,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         with open(args.jobs, "rb") as f:
             data = f.read()
         jobs = parse_jobs(data, source=args.jobs)  # all or nothing, before any file changes
+    if config.cpu_affinity is not None:  # before any thread starts: they inherit the mask
+        from phase1.runtime.affinity import pin_process
+
+        pin_process(config.cpu_affinity, where=f"{args.config}: cpu_affinity")
+        if not args.quiet:
+            _err(f"phase1 run: every thread pinned to CPU(s) {list(config.cpu_affinity)}")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="phase1: %(message)s")
 
