@@ -90,13 +90,14 @@ def sqlite_one_thread(ctx: Context) -> float:
     return float(ctx.shared("sqlite3.1thread", measure))
 
 
-def sqlite_threads(ctx: Context) -> float:
+def sqlite_threads(ctx: Context, *, pinned: bool = False) -> float:
     """jobs/s: 16 producer threads, one INSERT + COMMIT per job, one locked connection."""
-    return _sqlite_threads_run(ctx)["per_s"]
+    return _sqlite_threads_run(ctx, pinned=pinned)["per_s"]
 
 
-def _sqlite_threads_run(ctx: Context) -> dict[str, float]:
-    """``sqlite_threads``' run, measured once: jobs/s and process CPU microseconds per job."""
+def _sqlite_threads_run(ctx: Context, *, pinned: bool = False) -> dict[str, float]:
+    """``sqlite_threads``' run, measured once (per ``pinned``): jobs/s and process CPU
+    microseconds per job.  ``pinned``: every thread on one CPU, as ``cpu_affinity: [N]``."""
 
     def measure() -> dict[str, float]:
         window = ctx.seconds(3.0)
@@ -119,8 +120,22 @@ def _sqlite_threads_run(ctx: Context) -> dict[str, float]:
             conn.close()
         return {"per_s": total / elapsed, "cpu_us_per_job": 1e6 * cpu_s / max(total, 1)}
 
-    result: dict[str, float] = ctx.shared("sqlite3.16threads", measure)
+    key = "sqlite3.16threads.pinned" if pinned else "sqlite3.16threads"
+    result: dict[str, float] = ctx.shared(
+        key, (lambda: _on_one_cpu(measure)) if pinned else measure
+    )
     return result
+
+
+def _on_one_cpu(fn: Callable[[], Any]) -> Any:
+    """``fn()`` with every thread of this process pinned to one CPU (then unpinned)."""
+    from phase1.runtime.affinity import available_cpus, pin_process, restore
+
+    before = pin_process([min(available_cpus())])
+    try:
+        return fn()
+    finally:
+        restore(before)
 
 
 def _run_threads(
@@ -272,25 +287,40 @@ def bench_submit_batch(ctx: Context) -> list[Result]:
 
 
 def _threaded_submit(
-    ctx: Context, name: str, target: str, floor: float | None, x: float | None, **changes: Any
+    ctx: Context,
+    name: str,
+    target: str,
+    floor: float | None,
+    x: float | None,
+    *,
+    pinned: bool = False,
+    **changes: Any,
 ) -> Result:
-    base = sqlite_threads(ctx)
-    base_cpu = _sqlite_threads_run(ctx)["cpu_us_per_job"]
+    base = sqlite_threads(ctx, pinned=pinned)
+    base_cpu = _sqlite_threads_run(ctx, pinned=pinned)["cpu_us_per_job"]
     window = ctx.seconds(3.0)
-    with temp_dir("submit-16") as d:
-        log = FsyncLog()
-        q = _durable(d, log, commit_policy="batch", **changes)
 
-        def produce(t: int, deadline: float) -> int:
-            n = 0
-            while time.perf_counter() < deadline:
-                q.submit([_job(n, f"t{t}")])
-                n += 1
-            return n
+    def measure() -> tuple[int, float, float, int, int]:
+        with temp_dir("submit-16") as d:
+            log = FsyncLog()
+            q = _durable(d, log, commit_policy="batch", **changes)
 
-        total, elapsed, cpu_s = _run_threads(produce, window)
-        fsyncs, synced = q.fsyncs, q.records_synced
-        q.close()
+            def produce(t: int, deadline: float) -> int:
+                n = 0
+                while time.perf_counter() < deadline:
+                    q.submit([_job(n, f"t{t}")])
+                    n += 1
+                return n
+
+            total, elapsed, cpu_s = _run_threads(produce, window)
+            fsyncs, synced = q.fsyncs, q.records_synced
+            q.close()
+        logs.append(log)
+        return total, elapsed, cpu_s, fsyncs, synced
+
+    logs: list[FsyncLog] = []
+    total, elapsed, cpu_s, fsyncs, synced = _on_one_cpu(measure) if pinned else measure()
+    log = logs[0]
     per_s = total / elapsed
     met = None
     if floor is not None and x is not None:
@@ -327,6 +357,26 @@ def bench_threads_leader(ctx: Context) -> list[Result]:
             batch_size=100,
         )
     ]
+
+
+def bench_threads_pinned(ctx: Context) -> list[Result]:
+    """The same 16 producers with every thread on one CPU (config ``cpu_affinity: [N]``);
+    the sqlite3 baseline is pinned alike."""
+    if not hasattr(os, "sched_setaffinity"):
+        return []  # Linux only: the row is absent elsewhere
+    r = _threaded_submit(
+        ctx,
+        "durable.threads16_pinned",
+        ">= 30000 jobs/s and >= 4x",
+        30_000,
+        4,
+        pinned=True,
+        batch_interval_s=0.0,
+        batch_size=100,
+    )
+    r.notes = "every thread pinned to one CPU (cpu_affinity); " + r.notes
+    r.baseline_label = "sqlite3 16 threads pinned alike, commit/job"
+    return [r]
 
 
 def bench_threads_seed(ctx: Context) -> list[Result]:
@@ -779,6 +829,7 @@ def bench_peers(ctx: Context) -> list[Result]:
 BENCHMARKS = [
     ("durable.submit_batch100", bench_submit_batch),
     ("durable.threads16_leader", bench_threads_leader),
+    ("durable.threads16_pinned", bench_threads_pinned),
     ("durable.threads16_seed10ms", bench_threads_seed),
     ("durable.always_sync", bench_always),
     ("durable.recovery", bench_recovery),
@@ -791,6 +842,7 @@ ROW_NAMES = [
     "durable.submit_batch100",
     "durable.submit_batch100_threads",
     "durable.threads16_leader",
+    "durable.threads16_pinned",
     "durable.threads16_seed10ms",
     "durable.always_sync",
     "durable.always_p50",

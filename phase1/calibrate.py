@@ -1,17 +1,24 @@
 """``phase1 bench calibrate``: measure the simulator's cost model on the real code.
 
-The SimPy harness charges a recovery ``fixed + per_snapshot_job * jobs +
-per_wal_record * records`` seconds of virtual time, and draws fsync latencies around
-``fsync_latency_s_mean``.  Those constants live in the config; this module measures them
-here, on real files (``OsDisk``), with the real ``recover()``:
+The SimPy harness charges a recovery ``fixed + per_snapshot_job * waiting +
+per_finished_job * finished + per_wal_record * records`` seconds of virtual time, and draws
+fsync latencies around ``fsync_latency_s_mean``.  Those constants live in the config; this
+module measures them here, on real files (``OsDisk``), with the real ``recover()``:
 
 * ``recovery_cost_fixed_s``: recovering an empty queue (open, list, read nothing);
-* ``recovery_cost_per_snapshot_job_s``: the slope over a snapshot of ``jobs`` pending jobs;
+* ``recovery_cost_per_snapshot_job_s``: the slope over a snapshot of ``jobs`` pending jobs
+  (each one a whole job: id, payload, priority, attempts);
+* ``recovery_cost_per_finished_job_s``: the slope over a snapshot of ``jobs`` completed ids
+  (an id in a list: most of a long run's snapshot, and about ten times cheaper);
 * ``recovery_cost_per_wal_record_s``: the slope over a WAL of ``records`` records
   (an ENQUEUE / DISPATCH / ACK mix, the seed's record shape);
-* ``fsync_latency_s_mean``: the mean of ``fsyncs`` appends of 100 bytes + fsync.
+* ``fsync_latency_s_mean``: the mean latency of ``fsyncs`` single-record appends through a
+  ``WalWriter`` with policy ``always`` and the config's ``preallocate_bytes`` (what one
+  acknowledged record costs the runtime, padding included).
 
-Each figure is the median of ``repeats`` runs.  ``write_calibration`` updates the keys in a
+Each figure is the median of ``repeats`` runs.  ``startup_s`` (a fresh interpreter that
+imports phase1, what a real restart also pays) is reported but not written: the simulator
+models a recovering process, not its interpreter, and a lesson can add it by hand.  ``write_calibration`` updates the keys in a
 YAML config file in place (other lines and comments kept), atomically.
 """
 
@@ -21,6 +28,8 @@ import os
 import random
 import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -41,15 +50,23 @@ __all__ = ["Calibration", "calibrate", "write_calibration"]
 class Calibration:
     recovery_cost_fixed_s: float
     recovery_cost_per_snapshot_job_s: float
+    recovery_cost_per_finished_job_s: float
     recovery_cost_per_wal_record_s: float
     fsync_latency_s_mean: float
+    startup_s: float = 0.0  # informational: never written to a config
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """The config keys this calibration sets (``startup_s`` is not one)."""
+        values = asdict(self)
+        del values["startup_s"]
+        return values
 
 
-def _files(folder: Path, config: Config, jobs: int, wal_jobs: int) -> Config:
-    """A snapshot holding ``jobs`` pending jobs, then a WAL of ``3 * wal_jobs`` records."""
+def _files(
+    folder: Path, config: Config, jobs: int, wal_jobs: int, *, finished: bool = False
+) -> Config:
+    """A snapshot holding ``jobs`` pending (or, ``finished``, completed) jobs, then a WAL
+    of ``3 * wal_jobs`` records."""
     cfg = config.replace(
         wal_path=str(folder / "wal.log"), snapshot_path=str(folder / "snapshot.json")
     )
@@ -58,6 +75,10 @@ def _files(folder: Path, config: Config, jobs: int, wal_jobs: int) -> Config:
     core = QueueCore(max_retry=cfg.max_retry, task_timeout_s=cfg.task_timeout_s)
     if jobs:
         core.enqueue(generate_test_jobs(jobs, rng), now_s=1.0)
+        if finished:
+            step = core.dispatch(now_s=1.0, worker_id=1, limit=jobs)
+            for record in step.records:
+                core.ack(record.job_id, 1, now_s=1.0)
         write_snapshot(disk, cfg.snapshot_path, core.export(), keep=1)
     if wal_jobs:
         writer = WalWriter(disk, cfg.wal_path, next_seq=core.last_seq + 1, policy="never")
@@ -84,19 +105,42 @@ def _time_recovery(cfg: Config, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _fsync_mean(folder: Path, fsyncs: int) -> float:
-    path = folder / "fsync.probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def _fsync_mean(folder: Path, config: Config, fsyncs: int) -> float:
+    """Mean seconds of one ``always`` append (write + fsync) of one small record."""
+    core = QueueCore(max_retry=config.max_retry, task_timeout_s=config.task_timeout_s)
+    steps = [
+        core.enqueue([job], now_s=1.0).records
+        for job in generate_test_jobs(fsyncs, random.Random(7))
+    ]
+    disk = OsDisk()
+    writer = WalWriter(
+        disk,
+        str(folder / "fsync.wal"),
+        next_seq=1,
+        policy="always",
+        preallocate_bytes=config.preallocate_bytes,
+    )
     try:
-        total = 0.0
-        for _ in range(fsyncs):
-            os.write(fd, b"x" * 100)
-            started = time.perf_counter()
-            os.fsync(fd)
-            total += time.perf_counter() - started
+        writer.append(steps[0])  # the first append creates and pads the segment: not timed
+        started = time.perf_counter()
+        for records in steps[1:]:
+            writer.append(records)
+        elapsed = time.perf_counter() - started
     finally:
-        os.close(fd)
-    return total / fsyncs
+        writer.close()
+        disk.close()
+    return elapsed / max(len(steps) - 1, 1)
+
+
+def _startup_s(repeats: int) -> float:
+    """Median seconds for a fresh interpreter to import phase1's recovery path."""
+    argv = [sys.executable, "-c", "import phase1.recovery, phase1.runtime.durable"]
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def calibrate(
@@ -107,23 +151,33 @@ def calibrate(
     fsyncs: int = 500,
     repeats: int = 3,
     folder: str | None = None,
+    startup: bool = True,
 ) -> Calibration:
     """Measure the cost model in a temporary folder (on the disk of ``folder`` if given:
     fsync on tmpfs is free and would lie)."""
     with tempfile.TemporaryDirectory(prefix="phase1-calibrate-", dir=folder) as tmp:
         root = Path(tmp)
         parts = {}
-        for name, n_jobs, n_wal in (("empty", 0, 0), ("snap", jobs, 0), ("wal", 0, wal_jobs)):
+        shapes = (
+            ("empty", 0, 0, False),
+            ("snap", jobs, 0, False),
+            ("done", jobs, 0, True),
+            ("wal", 0, wal_jobs, False),
+        )
+        for name, n_jobs, n_wal, finished in shapes:
             sub = root / name
             sub.mkdir()
-            parts[name] = _time_recovery(_files(sub, config, n_jobs, n_wal), repeats)
-        fsync_s = _fsync_mean(root, fsyncs)
+            cfg = _files(sub, config, n_jobs, n_wal, finished=finished)
+            parts[name] = _time_recovery(cfg, repeats)
+        fsync_s = _fsync_mean(root, config, fsyncs)
     fixed = parts["empty"]
     return Calibration(
         recovery_cost_fixed_s=fixed,
         recovery_cost_per_snapshot_job_s=max(parts["snap"] - fixed, 0.0) / jobs,
+        recovery_cost_per_finished_job_s=max(parts["done"] - fixed, 0.0) / jobs,
         recovery_cost_per_wal_record_s=max(parts["wal"] - fixed, 0.0) / (3 * wal_jobs),
         fsync_latency_s_mean=fsync_s,
+        startup_s=_startup_s(repeats) if startup else 0.0,
     )
 
 

@@ -129,7 +129,7 @@ def _trim(d: Decimal) -> str:
 
 # -- the key table -------------------------------------------------------------------
 
-_Kind = Literal["int", "float", "duration", "str", "bool", "hosts", "choice", "pack"]
+_Kind = Literal["int", "float", "duration", "str", "bool", "hosts", "choice", "pack", "cpus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +167,12 @@ _KEYS: tuple[_Key, ...] = (
     _Key("timeout_check_interval", "timeout_check_interval_s", "duration", positive=True),
     _Key("recovery_cost_fixed_s", "recovery_cost_fixed_s", "float", lo=0),
     _Key("recovery_cost_per_snapshot_job_s", "recovery_cost_per_snapshot_job_s", "float", lo=0),
+    _Key("recovery_cost_per_finished_job_s", "recovery_cost_per_finished_job_s", "float", lo=0),
     _Key("recovery_cost_per_wal_record_s", "recovery_cost_per_wal_record_s", "float", lo=0),
     _Key("fsync_latency_s_mean", "fsync_latency_s_mean", "float", lo=0),
     _Key("drain_on_stop", "drain_on_stop", "bool"),
     _Key("pack_payloads", "pack_payloads", "pack"),
+    _Key("cpu_affinity", "cpu_affinity", "cpus"),
 )
 _BY_YAML: dict[str, _Key] = {k.yaml: k for k in _KEYS}
 _BY_ATTR: dict[str, _Key] = {k.attr: k for k in _KEYS}
@@ -199,6 +201,8 @@ def _expected(key: _Key) -> str:
         return " | ".join(repr(c) for c in COMMIT_POLICIES)
     if key.kind == "pack":
         return "true, false or 'auto'"
+    if key.kind == "cpus":
+        return "null or a non-empty list of CPU numbers like [0]"
     return "a duration like '3s' or '500ms'"
 
 
@@ -236,6 +240,17 @@ def _convert(key: _Key, value: object, where: str) -> object:
         if value is not True and value is not False and value != "auto":
             raise wrong
         return value
+    if key.kind == "cpus":
+        if value is None:
+            return None
+        if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+            raise wrong
+        for cpu in value:
+            if isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 0:
+                raise ConfigError(
+                    f"{where} has {cpu!r} ({_type_name(cpu)}), expected {_expected(key)}"
+                )
+        return tuple(sorted(set(value)))
     if key.kind == "choice":
         if value not in COMMIT_POLICIES:
             raise ConfigError(f"{where}={value!r} is not one of {_expected(key)}")
@@ -308,12 +323,16 @@ class Config:
     timeout_check_interval_s: float = 1.0  # the seed's timeoutLoop tick
     recovery_cost_fixed_s: float = 0.002
     recovery_cost_per_snapshot_job_s: float = 1.0e-6
+    recovery_cost_per_finished_job_s: float = 1.0e-6
     recovery_cost_per_wal_record_s: float = 1.5e-6
     fsync_latency_s_mean: float = 0.00015
     drain_on_stop: bool = True
     # hold waiting payloads packed (less memory, more CPU): true, false, or "auto" = only
     # once a deep backlog waits (phase1.core.PACK_ABOVE jobs)
     pack_payloads: bool | Literal["auto"] = "auto"
+    # `phase1 run` pins every thread to these CPUs (null = wherever the OS likes); one CPU
+    # makes the GIL's hand-over between many producer threads cheap (phase1.runtime.affinity)
+    cpu_affinity: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         values = {k.attr: getattr(self, k.attr) for k in _KEYS}

@@ -47,7 +47,8 @@ class RecoveryReport:
 
     snapshot_used: str | None
     snapshot_last_seq: int
-    snapshot_jobs: int
+    snapshot_jobs: int  # every job the snapshot held, finished ones included
+    snapshot_finished: int  # of those, completed or dead (held as ids only: cheap to load)
     snapshot_damaged: tuple[tuple[str, str], ...]
     wal_segments: tuple[str, ...]
     records_read: int
@@ -137,13 +138,14 @@ def _recover(
             + len(loaded.state.completed)
             + len(loaded.state.dead)
         )
+        snapshot_finished = len(loaded.state.completed) + len(loaded.state.dead)
     else:
         core = QueueCore(
             max_retry=config.max_retry,
             task_timeout_s=config.task_timeout_s,
             pack_payloads=config.pack_payloads,
         )
-        snapshot_jobs = 0
+        snapshot_jobs = snapshot_finished = 0
     snapshot_last_seq = core.last_seq
 
     read = read_wal(disk, config.wal_path, after_seq=snapshot_last_seq, rows=True)
@@ -197,6 +199,7 @@ def _recover(
         snapshot_used=loaded.used_path,
         snapshot_last_seq=snapshot_last_seq,
         snapshot_jobs=snapshot_jobs,
+        snapshot_finished=snapshot_finished,
         snapshot_damaged=tuple(loaded.damaged),
         wal_segments=tuple(read.segments),
         records_read=len(read.records),

@@ -128,6 +128,7 @@ def test_snapshot_plus_wal_replays_only_records_after_the_snapshot(tmp_config: C
     assert report.snapshot_used == cfg.snapshot_path
     assert report.snapshot_last_seq == at
     assert report.snapshot_jobs == len(snap.pending) + len(snap.in_flight) + len(snap.completed)
+    assert report.snapshot_finished == len(snap.completed) + len(snap.dead) > 0
     assert report.wal_segments == (cfg.wal_path,)
     assert report.records_read == report.records_replayed == len(records) - at
     assert report.wal_last_seq == len(records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -129,3 +130,21 @@ def test_serves_until_sigterm_then_stops_cleanly_with_metrics(tmp_path: Path) ->
     assert proc.returncode == 0, err
     status = last_json(out)
     assert status["pending"] + status["in_flight"] + status["completed"] + status["dead"] == 3
+
+
+def test_cpu_affinity_pins_the_run_and_a_bad_cpu_is_one_line(tmp_path: Path) -> None:
+    cpu = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    config = write_config(tmp_path, cpu_affinity=[cpu])
+    done = phase1_run("--config", config, "--jobs", TEST_JOBS, "--until-idle")
+    assert done.returncode == 0, done.stderr
+    assert f"every thread pinned to CPU(s) [{cpu}]" in done.stderr
+    assert last_json(done.stdout)["completed"] == 1
+
+    other = tmp_path / "other"
+    other.mkdir()
+    bad = write_config(other, cpu_affinity=[4096])
+    refused = phase1_run("--config", bad, "--jobs", TEST_JOBS, "--until-idle")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().count("\n") == 0 and "[4096]" in refused.stderr
+    assert "cpu_affinity" in refused.stderr and str(bad) in refused.stderr
+    assert not (other / "data").exists()  # refused before anything was created

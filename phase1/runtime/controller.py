@@ -103,6 +103,7 @@ from phase1.disk import Disk
 from phase1.errors import QueueKitError
 from phase1.jobs import Job
 from phase1.recovery import RecoveryReport
+from phase1.runtime.affinity import child_initializer, mask_before_pinning
 from phase1.runtime.context import TaskContext
 from phase1.runtime.durable import DurableQueue
 from phase1.runtime.handlers import HandlerRegistry
@@ -247,10 +248,18 @@ class Controller:
         self.metrics.on_recovery(self.recovery_report)
         self._effects(_settle_effects(self))
         if self.process_pool:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.config.worker_count,
-                mp_context=multiprocessing.get_context("spawn"),
-            )
+            unpinned = mask_before_pinning()  # pool processes compute where we could before
+            context = multiprocessing.get_context("spawn")
+            workers = self.config.worker_count
+            if unpinned is None:
+                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            else:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=workers,
+                    mp_context=context,
+                    initializer=child_initializer,
+                    initargs=(tuple(sorted(unpinned)),),
+                )
         for slot in range(self.config.worker_count):
             self._spawn_worker(slot, self.prefetch)
         self._thread("dispatcher", self._dispatch_loop)

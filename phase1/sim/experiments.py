@@ -159,6 +159,7 @@ def recovery_point(
     return {
         "records_read": int(rec["records_read"]),
         "snapshot_jobs": int(rec["snapshot_jobs"]),
+        "snapshot_finished": int(rec["snapshot_finished"]),
         "recovery_s": float(rec["downtime_s"]),
         "lost": res.ledger["lost"],
         "wall_recovery_s": float(rec["wall_s"]),

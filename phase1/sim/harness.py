@@ -31,7 +31,8 @@ records are acknowledgeable:
 A crash drops the core, the writer and every worker's current task, crashes the ``SimDisk``
 (``process`` keeps unsynced bytes, ``power`` keeps a seeded prefix, maybe torn), runs the
 real ``recover`` + ``open_writer`` and charges the virtual downtime from the config's cost
-model (``recovery_cost_fixed_s + per_snapshot_job * jobs + per_wal_record * records``).
+model (``recovery_cost_fixed_s + per_snapshot_job * waiting + per_finished_job * finished +
+per_wal_record * records``, the snapshot's jobs split into waiting ones and finished ids).
 Clients whose submission was not acknowledged resubmit after recovery (at-least-once).
 """
 
@@ -1174,10 +1175,16 @@ class Simulation:
             start = max(self.env.now, self._sync_free_at)
             self._sync_free_at = start + rotate_s
             rotate_s = self._sync_free_at - self.env.now
-        jobs = len(state.pending) + len(state.in_flight) + len(state.completed) + len(state.dead)
-        # the file's write + fsync + folder fsync, and serialising every job
+        finished = len(state.completed) + len(state.dead)
+        jobs = len(state.pending) + len(state.in_flight) + len(state.failed) + finished
+        # the file's write + fsync + folder fsync, and serialising every job: a whole job
+        # for each waiting one, an id for each finished one (the recovery rates, read back)
+        cfg = self.config
         write_s = (
-            rotate_s + 2 * self._fsync_mean + self.config.recovery_cost_per_snapshot_job_s * jobs
+            rotate_s
+            + 2 * self._fsync_mean
+            + cfg.recovery_cost_per_snapshot_job_s * (jobs - finished)
+            + cfg.recovery_cost_per_finished_job_s * finished
         )
         self._syncing = True  # the lock is held while rotating: no fsync leader meanwhile
         self._at(rotate_s, self._rotated, writer.appended_seq, self._gen)
@@ -1313,7 +1320,9 @@ class Simulation:
         cfg = self.config
         downtime = (
             cfg.recovery_cost_fixed_s
-            + cfg.recovery_cost_per_snapshot_job_s * report.snapshot_jobs
+            + cfg.recovery_cost_per_snapshot_job_s
+            * (report.snapshot_jobs - report.snapshot_finished)
+            + cfg.recovery_cost_per_finished_job_s * report.snapshot_finished
             + cfg.recovery_cost_per_wal_record_s * report.records_read
         )
         self._epoch += 1
@@ -1349,6 +1358,7 @@ class Simulation:
             "kind": kind,
             "downtime_s": downtime,
             "snapshot_jobs": report.snapshot_jobs,
+            "snapshot_finished": report.snapshot_finished,
             "records_read": report.records_read,
             "records_replayed": report.records_replayed,
             "torn_bytes": report.torn_bytes_truncated,
