@@ -88,15 +88,15 @@ def digest(name: str) -> str:
 
 
 PINNED = {
-    "crash-storm-bench": "aae43fe21d651c9ee139a061bee12a84d283f84dbc0165924598ad03fc566ea1",
-    "crash-storm": "b3e2edac20e4a468f1d72e4acc273f49605b49523309fac27f610ab572754d2a",
-    "crash-storm-batched": "925fd741bdf4d43ebc97e1163a2db8a5e235a5299dc589e9de6d7b72c3b981e0",
-    "storm-always": "e4b869aa9568ad8c637ca1b6fd5407e461173843b00dfd7626703ea8ae386d0d",
-    "storm-never": "d4a3d94f5dea2f3833f70526481f25f73db61bfe7c9d55c3a3085265c5c99bf3",
-    "stuck-workers-dying": "b2c4d71fd33cb8fa543e6feb3a38bf9d10459a333e36be224fffb36c990fab2b",
-    "slow-workers-never-deadline": "9ee7a2cfc9ddcec42f68cc25c2039d999bb4826ed67416020ac569b97489aa77",
-    "power-loss": "4ec5ccd5e319779bc097f21dff7d64bcbeb9b7b54f2e82f480ef8c6df52ef4db",
-    "power-loss-never": "0876f1b83b6f7011b9d04f13912db9d0613fe2c8414fbfed47bec3e7b191eca5",
+    "crash-storm-bench": "f48c69f57ea912cfa0ec16be5ad8f1a9e5be139d840bcccd1e29bb9877fbaf16",
+    "crash-storm": "2c2d57d05b470973edcf455ad47881d689feb367e88c6e388a83a16d9d427f67",
+    "crash-storm-batched": "ce1d887c34588465bcad95eea1a8f65e30db7d6d7151bb439dd9e8b37d57acf7",
+    "storm-always": "2f23078ecbba749e1f3b9352c10dec242a9d36fb88aee85766bb0aa9e880e7e7",
+    "storm-never": "6f5536d6f2bdb0161dc20061958acce85a872f636a3a6e16a4d4854805fdc207",
+    "stuck-workers-dying": "b5e48cd8e383d8c385da0244a2df2a1e5052975822277af672e55ca014a0ed6f",
+    "slow-workers-never-deadline": "28795ba828cee8480a797713212536e95890a8fd60060a13d1abcac49463b589",
+    "power-loss": "d23cc20d824ee537ee7ae5563d34522d2dd965ba58149a3daef1e6a7193ccad7",
+    "power-loss-never": "e740694a96aad93510e9620ae878120fe1c4027bd330230ac6d495dab18106d3",
 }
 
 
