@@ -591,6 +591,11 @@ try:  # the optional C accelerator (setup.py); same answers as the regex split, 
 except ImportError:  # pragma: no cover - built wherever a C compiler was at install
     _checksums_hold = _checksums_hold_py
 
+try:  # the same module's whole-record decoder (see _read_c)
+    from phase1._walcheck import decode_records as _c_decode
+except ImportError:  # pragma: no cover - built wherever a C compiler was at install
+    _c_decode = None
+
 
 def _decode_rows_fast(data: bytes) -> list[Row] | None:
     """The records of ``data`` (complete lines, each ending in ``\\n``) as rows, or
@@ -788,9 +793,9 @@ class _Scan:
     damage: _Damage | None = None
 
 
-def _valid_follows(lines: list[bytes], start: int) -> bool:
-    """Does a complete valid record appear in ``lines[start:]`` (all newline-terminated)?"""
-    for raw in lines[start:]:
+def _valid_follows(lines: list[bytes]) -> bool:
+    """Does a complete valid record appear in ``lines`` (all newline-terminated)?"""
+    for raw in lines:
         try:
             decode_line(raw)
         except _BadRecord:
@@ -814,6 +819,83 @@ def _split(data: bytes) -> tuple[list[bytes], bytes]:
     return lines, tail
 
 
+_Bad = tuple[int, int, str, int | None, bool]
+
+
+def _read_py(
+    data: bytes, prev: int, after_seq: int, out: list[Any], rows: bool
+) -> tuple[int, int, int, _Bad | None, list[bytes], bytes]:
+    """One segment's records (seq > ``after_seq``) onto ``out``, without the C decoder:
+    ``(lines read, offset after them, last seq, damage, the lines after it, the tail)``."""
+    cut = data.rfind(b"\n") + 1
+    fast: list[Any] | None = None
+    if cut:
+        fast = (_decode_rows_fast if rows else _decode_lines_fast)(data[:cut])
+    if fast is not None:
+        first = fast[0].seq
+        if (not prev or first == prev + 1) and list(map(_get_seq, fast)) == list(
+            range(first, first + len(fast))
+        ):
+            out.extend(fast[max(0, after_seq - first + 1) :])
+            return len(fast), cut, fast[-1].seq, None, [], data[cut:]
+        # a sequence break: the loop below names it
+    lines, tail = _split(data)
+    offset = 0
+    append = out.append
+    for n, raw in enumerate(lines):
+        try:
+            rec = decode_line(raw)
+        except _BadRecord as exc:
+            reason = exc.reason if raw else "empty line"
+            return n, offset, prev, (n, offset, reason, _seq_of(raw), False), lines[n + 1 :], tail
+        seq = rec.seq
+        if prev and seq != prev + 1:
+            what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
+            reason = f"seq {seq} {what} after seq {prev} (expected {prev + 1})"
+            return n, offset, prev, (n, offset, reason, seq, True), lines[n + 1 :], tail
+        prev = seq
+        if seq > after_seq:
+            append(rec)
+        offset += len(raw) + 1
+    return len(lines), offset, prev, None, [], tail
+
+
+def _read_c(
+    data: bytes, prev: int, after_seq: int, out: list[Any]
+) -> tuple[int, int, int, _Bad | None, list[bytes]]:
+    """``_read_py`` with the C decoder: it reads every line in the writer's own shape and
+    stops at any other, which ``decode_line`` then reads (or names as damage); the tail
+    after the last newline is ``data[offset:]``."""
+    pos = 0
+    n = 0
+    append = out.append
+    while True:
+        pos, k, prev = _c_decode(
+            data, pos, prev, after_seq, out, Record, Job, orjson.loads, PRIORITY_MAX
+        )
+        n += k
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            return n, pos, prev, None, []
+        raw = data[pos:nl]
+        try:
+            rec = decode_line(raw)
+        except _BadRecord as exc:
+            reason = exc.reason if raw else "empty line"
+            later = _split(data[nl + 1 :])[0]
+            return n, pos, prev, (n, pos, reason, _seq_of(raw), False), later
+        seq = rec.seq
+        if prev and seq != prev + 1:
+            what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
+            reason = f"seq {seq} {what} after seq {prev} (expected {prev + 1})"
+            return n, pos, prev, (n, pos, reason, seq, True), []
+        prev = seq
+        if seq > after_seq:
+            append(rec)
+        n += 1
+        pos = nl + 1
+
+
 def _scan(disk: Disk, wal_path: str, after_seq: int, rows: bool = False) -> _Scan:
     """Decode segments in order up to the first damage; never raises for bad bytes."""
     # A million new records would trigger the cyclic GC over and over (each pass walking
@@ -833,7 +915,6 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
     if disk.exists(wal_path):
         paths.append((wal_path, None))
     scan = _Scan()
-    append = scan.records.append
     prev = 0
     for index, (path, name_seq) in enumerate(paths):
         whole = disk.read(path)
@@ -846,46 +927,15 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
         scan.padding_bytes += len(whole) - data_bytes
         # (0-based line index, byte offset, reason, seq if readable, is a sequence break)
         bad: tuple[int, int, str, int | None, bool] | None = None
-        cut = data.rfind(b"\n") + 1
-        fast: list[Any] | None = None
-        if cut:
-            fast = (_decode_rows_fast if rows else _decode_lines_fast)(data[:cut])
-        if fast is not None:
-            first = fast[0].seq
-            if (not prev or first == prev + 1) and list(map(_get_seq, fast)) == list(
-                range(first, first + len(fast))
-            ):
-                scan.records.extend(fast[max(0, after_seq - first + 1) :])
-                prev = fast[-1].seq
-            else:
-                fast = None  # a sequence break: the loop below names it
-        if fast is not None:
-            lines: list[bytes] = []  # all read: the loop below has nothing left to do
-            n_lines = len(fast)
-            tail = data[cut:]
-            offset = cut
+        later: list[bytes] = []  # the complete lines after a bad one (is it followed?)
+        if _c_decode is not None:
+            n_lines, offset, prev, bad, later = _read_c(data, prev, after_seq, scan.records)
+            tail = data[offset:] if bad is None else b""
         else:
-            lines, tail = _split(data)
-            n_lines = len(lines)
-            offset = 0
-        for n, raw in enumerate(lines):
-            try:
-                rec = decode_line(raw)
-            except _BadRecord as exc:
-                reason = exc.reason if raw else "empty line"
-                bad = (n, offset, reason, _seq_of(raw), False)
-                break
-            seq = rec.seq
-            if prev and seq != prev + 1:
-                what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
-                reason = f"seq {seq} {what} after seq {prev} (expected {prev + 1})"
-                bad = (n, offset, reason, seq, True)
-                break
-            prev = seq
-            if seq > after_seq:
-                append(rec)
-            offset += len(raw) + 1
-        else:
+            n_lines, offset, prev, bad, later, tail = _read_py(
+                data, prev, after_seq, scan.records, rows
+            )
+        if bad is None:
             if tail:
                 reason = f"last line has no newline (torn write; {_reason_of(tail)})"
                 bad = (n_lines, offset, reason, _seq_of(tail), False)
@@ -901,9 +951,7 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
             last_file = index == len(paths) - 1
             # Corruption unless it is damage in the last file with nothing valid after it
             # (a closed last file is never torn: rotate fsyncs before renaming).
-            followed = (
-                sequence or not last_file or name_seq is not None or _valid_follows(lines, n + 1)
-            )
+            followed = sequence or not last_file or name_seq is not None or _valid_follows(later)
             scan.damage = _Damage(
                 path, n + 1, off, reason, seq_read, sequence, followed, len(whole)
             )
