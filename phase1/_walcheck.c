@@ -400,7 +400,7 @@ static int plain_tuple_type(PyObject *t) {
 }
 
 static PyObject *new_tuple_of(PyTypeObject *type, Py_ssize_t n) {
-    return type->tp_alloc(type, n);
+    return type == &PyTuple_Type ? PyTuple_New(n) : type->tp_alloc(type, n);
 }
 
 /* Build the Job of f; NULL with no exception set when loads refuses the payload. */

@@ -601,9 +601,9 @@ class QueueCore:
         per DISPATCH (most are acknowledged a few records later).  On ``IllegalTransition``
         the core holds every record before the bad one (``last_seq`` names the last).
 
-        ``records`` may also be record-like objects (the WAL reader's rows: a Record's
-        attributes, the timestamp left unparsed); the moves above never read the timestamp,
-        and any other row goes through ``to_record`` before ``apply``.
+        ``records`` may also be plain tuples in a Record's field order (the WAL reader's
+        rows); the moves above never read the timestamp or the reason, and any other row
+        goes through ``to_record`` (which gives its Record) before ``apply``.
         """
         applied = 0
         jobs = self._jobs
@@ -629,16 +629,16 @@ class QueueCore:
         d_pending = d_running = 0
         try:
             for r in records:
-                seq = r.seq
+                # Unpacked at once: a plain tuple (the C reader's rows) unpacks several
+                # times faster than its fields are read by name.
+                seq, rtype, job_id, _, attempt, worker_id, deadline_ms, _, job = r
                 if seq == last + 1:
-                    rtype = r.type
                     if rtype == "ACK":
-                        job_id = r.job_id
                         entry = jobs.get(job_id)
                         if (
                             entry is not None
                             and entry.state is running
-                            and entry.attempt == r.attempt
+                            and entry.attempt == attempt
                             and not waiters
                         ):
                             del jobs[job_id]
@@ -650,10 +650,7 @@ class QueueCore:
                             applied += 1
                             continue
                     elif rtype == "DISPATCH":
-                        job_id = r.job_id
                         entry = jobs.get(job_id)
-                        attempt = r.attempt
-                        deadline_ms = r.deadline_ms
                         if (
                             entry is not None
                             and entry.state is pending
@@ -666,7 +663,6 @@ class QueueCore:
                             d_running += 1
                             entry.state = running
                             entry.attempt = attempt
-                            worker_id = r.worker_id
                             entry.flight = new(
                                 flight_type,
                                 (worker_id if worker_id is not None else 0, attempt, deadline_ms),
@@ -677,13 +673,13 @@ class QueueCore:
                             continue
                     elif (
                         rtype == "ENQUEUE"
-                        and (job := r.job) is not None
-                        and job[0] == (job_id := r.job_id)
+                        and job is not None
+                        and job[0] == job_id
                         and not job[6]
                         and job[5] is None
                         and job_id not in jobs
                         and job_id not in completed
-                        and job_id not in dead
+                        and (not dead or job_id not in dead)
                     ):
                         entry = entry_type(_pack(job) if d_pending >= pack_at else job)
                         jobs[job_id] = entry

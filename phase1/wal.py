@@ -651,6 +651,8 @@ def record_of(row: Row) -> Record:
     """The Record of a row from ``read_wal(rows=True)`` (a Record is returned as is)."""
     if type(row) is Record:
         return row
+    if type(row) is tuple:
+        return _new(Record, row)
     ts = row.timestamp
     ms = _ms_by_iso.get(ts)
     if ms is None:
@@ -823,14 +825,14 @@ _Bad = tuple[int, int, str, int | None, bool]
 
 
 def _read_py(
-    data: bytes, prev: int, after_seq: int, out: list[Any], rows: bool
+    data: bytes, prev: int, after_seq: int, out: list[Any]
 ) -> tuple[int, int, int, _Bad | None, list[bytes], bytes]:
     """One segment's records (seq > ``after_seq``) onto ``out``, without the C decoder:
     ``(lines read, offset after them, last seq, damage, the lines after it, the tail)``."""
     cut = data.rfind(b"\n") + 1
     fast: list[Any] | None = None
     if cut:
-        fast = (_decode_rows_fast if rows else _decode_lines_fast)(data[:cut])
+        fast = _decode_lines_fast(data[:cut])
     if fast is not None:
         first = fast[0].seq
         if (not prev or first == prev + 1) and list(map(_get_seq, fast)) == list(
@@ -861,17 +863,18 @@ def _read_py(
 
 
 def _read_c(
-    data: bytes, prev: int, after_seq: int, out: list[Any]
+    data: bytes, prev: int, after_seq: int, out: list[Any], row_type: type[tuple[Any, ...]]
 ) -> tuple[int, int, int, _Bad | None, list[bytes]]:
-    """``_read_py`` with the C decoder: it reads every line in the writer's own shape and
-    stops at any other, which ``decode_line`` then reads (or names as damage); the tail
-    after the last newline is ``data[offset:]``."""
+    """``_read_py`` with the C decoder: it reads every line in the writer's own shape (as
+    ``row_type``: Record, or a plain tuple of its fields) and stops at any other, which
+    ``decode_line`` then reads (or names as damage); the tail after the last newline is
+    ``data[offset:]``."""
     pos = 0
     n = 0
     append = out.append
     while True:
         pos, k, prev = _c_decode(
-            data, pos, prev, after_seq, out, Record, Job, orjson.loads, PRIORITY_MAX
+            data, pos, prev, after_seq, out, row_type, Job, orjson.loads, PRIORITY_MAX
         )
         n += k
         nl = data.find(b"\n", pos)
@@ -929,12 +932,12 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
         bad: tuple[int, int, str, int | None, bool] | None = None
         later: list[bytes] = []  # the complete lines after a bad one (is it followed?)
         if _c_decode is not None:
-            n_lines, offset, prev, bad, later = _read_c(data, prev, after_seq, scan.records)
+            n_lines, offset, prev, bad, later = _read_c(
+                data, prev, after_seq, scan.records, tuple if rows else Record
+            )
             tail = data[offset:] if bad is None else b""
         else:
-            n_lines, offset, prev, bad, later, tail = _read_py(
-                data, prev, after_seq, scan.records, rows
-            )
+            n_lines, offset, prev, bad, later, tail = _read_py(data, prev, after_seq, scan.records)
         if bad is None:
             if tail:
                 reason = f"last line has no newline (torn write; {_reason_of(tail)})"
