@@ -21,6 +21,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <limits.h>
 #include <string.h>
 
 static uint32_t crc_table[8][256];
@@ -403,16 +404,151 @@ static PyObject *new_tuple_of(PyTypeObject *type, Py_ssize_t n) {
     return type == &PyTuple_Type ? PyTuple_New(n) : type->tp_alloc(type, n);
 }
 
+/* Object keys of payloads repeat on every line ("index", "value", ...): a tiny cache. */
+#define KEY_CACHE 64
+static PyObject *key_str(PyObject **keys, cptr s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
+    PyObject **slot = &keys[h % KEY_CACHE];
+    PyObject *o = *slot;
+    if (o != NULL && (size_t)PyUnicode_GET_LENGTH(o) == n &&
+        memcmp(PyUnicode_1BYTE_DATA(o), s, n) == 0) {
+        Py_INCREF(o);
+        return o;
+    }
+    o = ascii_str(s, n);
+    if (o == NULL) return NULL;
+    Py_XDECREF(*slot);
+    Py_INCREF(o);
+    *slot = o;
+    return o;
+}
+
+/* A payload in the plain subset of JSON (objects with distinct keys, arrays, strings of
+ * printable ASCII without escapes, integers of at most 18 digits, true, false, null; no
+ * whitespace) as the object orjson.loads would return.  1: built in *out; 0: something
+ * else (nothing set: orjson.loads decides); -1: an error is set. */
+static int build_value(cursor *c, int depth, PyObject **keys, PyObject **out) {
+    if (c->p >= c->end || depth > PAYLOAD_DEPTH_MAX) return 0;
+    unsigned char ch = *c->p;
+    if (ch == '"') {
+        cptr s;
+        size_t n;
+        if (!string(c, &s, &n)) return 0;
+        *out = ascii_str(s, n);
+        return *out != NULL ? 1 : -1;
+    }
+    if (ch == '{') {
+        c->p++;
+        PyObject *d = PyDict_New();
+        if (d == NULL) return -1;
+        if (EAT(c, "}")) {
+            *out = d;
+            return 1;
+        }
+        for (;;) {
+            cptr s;
+            size_t n;
+            PyObject *v;
+            if (!string(c, &s, &n) || !EAT(c, ":")) break;
+            int r = build_value(c, depth + 1, keys, &v);
+            if (r < 0) {
+                Py_DECREF(d);
+                return -1;
+            }
+            if (r == 0) break;
+            PyObject *k = key_str(keys, s, n);
+            Py_ssize_t before = PyDict_GET_SIZE(d);
+            int err = k == NULL ? -1 : PyDict_SetItem(d, k, v);
+            Py_XDECREF(k);
+            Py_DECREF(v);
+            if (err < 0) {
+                Py_DECREF(d);
+                return -1;
+            }
+            if (PyDict_GET_SIZE(d) == before) break; /* a repeated key: orjson decides */
+            if (EAT(c, "}")) {
+                *out = d;
+                return 1;
+            }
+            if (!EAT(c, ",")) break;
+        }
+        Py_DECREF(d);
+        return 0;
+    }
+    if (ch == '[') {
+        c->p++;
+        PyObject *l = PyList_New(0);
+        if (l == NULL) return -1;
+        if (EAT(c, "]")) {
+            *out = l;
+            return 1;
+        }
+        for (;;) {
+            PyObject *v;
+            int r = build_value(c, depth + 1, keys, &v);
+            if (r < 0) {
+                Py_DECREF(l);
+                return -1;
+            }
+            if (r == 0) break;
+            int err = PyList_Append(l, v);
+            Py_DECREF(v);
+            if (err < 0) {
+                Py_DECREF(l);
+                return -1;
+            }
+            if (EAT(c, "]")) {
+                *out = l;
+                return 1;
+            }
+            if (!EAT(c, ",")) break;
+        }
+        Py_DECREF(l);
+        return 0;
+    }
+    if (EAT(c, "true")) {
+        Py_INCREF(Py_True);
+        *out = Py_True;
+        return 1;
+    }
+    if (EAT(c, "false")) {
+        Py_INCREF(Py_False);
+        *out = Py_False;
+        return 1;
+    }
+    if (EAT(c, "null")) {
+        Py_INCREF(Py_None);
+        *out = Py_None;
+        return 1;
+    }
+    long long v;
+    if (!integer(c, 1, &v)) return 0;
+    *out = PyLong_FromLongLong(v);
+    return *out != NULL ? 1 : -1;
+}
+
 /* Build the Job of f; NULL with no exception set when loads refuses the payload. */
 static PyObject *build_job(const fields *f, PyObject *job_id, PyTypeObject *job_t,
-                           PyObject *loads) {
-    PyObject *raw = PyBytes_FromStringAndSize((const char *)f->payload, (Py_ssize_t)f->payload_n);
-    if (raw == NULL) return NULL;
-    PyObject *payload = PyObject_CallOneArg(loads, raw);
-    Py_DECREF(raw);
-    if (payload == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_ValueError)) PyErr_Clear(); /* JSONDecodeError */
-        return NULL;
+                           PyObject *loads, PyObject **keys) {
+    PyObject *payload = NULL;
+    cursor pc = {f->payload, f->payload + f->payload_n};
+    int built = build_value(&pc, 1, keys, &payload);
+    if (built < 0) return NULL;
+    if (built && pc.p != pc.end) { /* e.g. 1.5: an integer, then more */
+        Py_DECREF(payload);
+        built = 0;
+    }
+    if (!built) {
+        PyObject *raw =
+            PyBytes_FromStringAndSize((const char *)f->payload, (Py_ssize_t)f->payload_n);
+        if (raw == NULL) return NULL;
+        payload = PyObject_CallOneArg(loads, raw);
+        Py_DECREF(raw);
+        if (payload == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) PyErr_Clear(); /* JSONDecodeError */
+            return NULL;
+        }
     }
     PyObject *job = new_tuple_of(job_t, 7);
     if (job == NULL) {
@@ -465,6 +601,7 @@ fail:
  * job); NULL with no exception set when the line must be left to Python. */
 typedef struct {
     id_cache ids;
+    PyObject *keys[KEY_CACHE];
     cptr last_stamp; /* the previous line's timestamp and its milliseconds */
     PyObject *last_ms;
     long long last_deadline;
@@ -477,7 +614,7 @@ static PyObject *build_record(decoder *dc, const fields *f, PyTypeObject *rec_t,
     if (job_id == NULL) return NULL;
     PyObject *job = NULL;
     if (f->has_job) {
-        job = build_job(f, job_id, job_t, loads);
+        job = build_job(f, job_id, job_t, loads, dc->keys);
         if (job == NULL) {
             Py_DECREF(job_id);
             return NULL;
@@ -547,12 +684,13 @@ static PyObject *decode_records(PyObject *self, PyObject *args) {
                           &PyList_Type, &out, &rec_o, &job_o, &loads, &priority_max))
         return NULL;
     PyObject *result = NULL;
-    decoder dc = {{NULL}, NULL, NULL, 0, NULL};
+    decoder dc;
+    memset(&dc, 0, sizeof(dc));
     if (!plain_tuple_type(rec_o) || !plain_tuple_type(job_o)) {
         PyErr_SetString(PyExc_TypeError, "decode_records: Record and Job must be NamedTuples");
         goto done;
     }
-    if (start < 0 || start > view.len || prev < 0) {
+    if (start < 0 || start > view.len || prev < 0 || prev == LLONG_MAX) {
         PyErr_SetString(PyExc_ValueError, "decode_records: start or prev out of range");
         goto done;
     }
@@ -608,6 +746,7 @@ static PyObject *decode_records(PyObject *self, PyObject *args) {
     result = Py_BuildValue("(nnL)", (Py_ssize_t)(p - base), lines, prev);
 done:
     id_cache_free(&dc.ids);
+    for (int k = 0; k < KEY_CACHE; k++) Py_XDECREF(dc.keys[k]);
     Py_XDECREF(dc.last_ms);
     Py_XDECREF(dc.last_deadline_obj);
     PyBuffer_Release(&view);

@@ -873,10 +873,21 @@ def _read_c(
     n = 0
     append = out.append
     while True:
-        pos, k, prev = _c_decode(
-            data, pos, prev, after_seq, out, row_type, Job, orjson.loads, PRIORITY_MAX
+        # (no seq the decoder reads has more than 18 digits: beyond int64 it stops at once)
+        pos, k, c_prev = _c_decode(
+            data,
+            pos,
+            min(prev, _I64 - 1),
+            max(-1, min(after_seq, _I64)),
+            out,
+            row_type,
+            Job,
+            orjson.loads,
+            PRIORITY_MAX,
         )
-        n += k
+        if k:
+            n += k
+            prev = c_prev
         nl = data.find(b"\n", pos)
         if nl < 0:
             return n, pos, prev, None, []

@@ -145,7 +145,7 @@ def test_decoder_passes_on_errors_other_than_a_refused_payload() -> None:
     def boom(raw: bytes) -> Any:
         raise RuntimeError("boom")
 
-    data = with_checksum(GOOD)
+    data = with_checksum(GOOD.replace(b'{"n":1}', b'{"n":1.5}'))  # orjson's to parse
     with pytest.raises(RuntimeError):
         wal._c_decode(data, 0, 0, 0, [], Record, Job, boom, PRIORITY_MAX)
 
@@ -297,3 +297,18 @@ def test_recovery_is_the_same_with_and_without_the_decoder() -> None:
             finally:
                 wal._c_decode = saved
         assert results[0] == results[1], case.label()
+
+
+@pytest.mark.parametrize("first", [(1 << 63) - 2, (1 << 63) - 1, 1 << 63, (1 << 64) - 2])
+def test_huge_seqs_are_left_to_decode_line(first: int) -> None:
+    """Seqs beyond 18 digits go line by line; the decoder is never handed one (found by the
+    fuzz loop: a prev beyond int64 overflowed the argument conversion)."""
+    lines = [
+        with_checksum(with_seq(ACK, 2).replace(b'"seq":2', b'"seq":%d' % (first + i)))
+        for i in range(2)
+    ]
+    data = b"".join(lines) + with_checksum(with_seq(ACK, 5))
+    with_c, without = both_ways({WAL: data})
+    assert with_c == without and with_c[0] == "corruption"
+    with_c, without = both_ways({WAL: b"".join(lines)}, after_seq=first)
+    assert with_c == without and [r.seq for r in with_c[0]] == [first + 1]
