@@ -361,7 +361,7 @@ static PyObject *ascii_str(cptr s, size_t n) {
 /* Job ids repeat (ENQUEUE, DISPATCH, ACK of one job are a few lines apart): a small
  * direct-mapped cache gives the same str object again, which also makes the core's dict
  * lookups identity hits on a cached hash. */
-#define ID_CACHE_BITS 14
+#define ID_CACHE_BITS 10
 typedef struct {
     PyObject **slot; /* NULL until the call has read a few lines */
 } id_cache;

@@ -764,6 +764,58 @@ def test_replaying_the_log_rebuilds_the_same_state_and_again_changes_nothing() -
     assert fresh.export() == log.core.export()
 
 
+def _replayed_both_ways(start: QueueCore | None, records: list[Record]) -> list[object]:
+    """replay() of records (as Records and as plain tuples) and apply() one by one, from a
+    copy of ``start``: (exception, last_seq, export) of each."""
+    outcomes: list[object] = []
+    for how in ("apply", "replay", "replay tuples"):
+        core = QueueCore(max_retry=3, task_timeout_s=1.0)
+        if start is not None:
+            core = QueueCore.restore(start.export(), max_retry=3, task_timeout_s=1.0)
+        error = None
+        try:
+            if how == "apply":
+                for rec in records:
+                    core.apply(rec)
+            elif how == "replay":
+                core.replay(records)
+            else:
+                core.replay([tuple(r) for r in records], to_record=lambda t: Record(*t))
+        except IllegalTransition as exc:
+            error = str(exc)
+        outcomes.append((error, core.last_seq, core.export()))
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    "story",
+    ["re-enqueue after ack", "re-enqueue while pending", "re-enqueue a dead job", "known before"],
+)
+def test_replay_refuses_an_enqueue_of_a_known_job_like_apply(story: str) -> None:
+    """replay skips the per-ENQUEUE lookups when every ENQUEUE names a distinct unknown
+    job; a log where one does not must still stop where apply() stops."""
+    live = QueueCore(max_retry=1, task_timeout_s=1.0)
+    start = None
+    if story == "known before":
+        live.enqueue([Job("a")], now_s=0.0)
+        start = QueueCore.restore(live.export(), max_retry=3, task_timeout_s=1.0)
+        records = list(live.enqueue([Job("b")], now_s=0.0).records)
+        records.append(Record(live.last_seq + 1, "ENQUEUE", "a", 0, job=Job("a")))
+    else:
+        records = list(live.enqueue([Job("a"), Job("b")], now_s=0.0).records)
+        if story == "re-enqueue after ack":
+            records += live.dispatch(now_s=0.0).records
+            records += live.ack("a", 1, now_s=0.1).records
+        elif story == "re-enqueue a dead job":
+            records += live.dispatch(now_s=0.0).records
+            records += live.fail("a", 1, now_s=0.1).records
+        records.append(Record(live.last_seq + 1, "ENQUEUE", "a", 0, job=Job("a")))
+        records += [Record(live.last_seq + 2, "ENQUEUE", "c", 0, job=Job("c"))]
+    outcomes = _replayed_both_ways(start, records)
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    assert outcomes[0][0] is not None  # type: ignore[index]
+
+
 # == the seed's Q7 unit test =================================================================
 def test_seed_q7_enqueue_100_dispatch_50_keeps_invariants() -> None:
     core = new_core()
