@@ -211,7 +211,8 @@ def _public(job: Job, attempt: int, status: str) -> Job:
 
 
 class _Entry:
-    """Mutable per-job bookkeeping (one small object per live job)."""
+    """Mutable per-job bookkeeping (one small object per live job).  ``replay`` builds
+    one inline (every slot set, no ``__init__`` frame): a new slot must be set there too."""
 
     __slots__ = ("job", "state", "attempt", "order", "flight", "unmet", "copies")
 
@@ -626,6 +627,7 @@ class QueueCore:
         new = _new
         flight_type = InFlight
         entry_type = _Entry
+        new_entry = object.__new__
         pending, running = P, R
         last = self.last_seq
         order = self._next_order
@@ -695,13 +697,19 @@ class QueueCore:
                             )
                         )
                     ):
-                        entry = entry_type(_pack(job) if d_pending >= pack_at else job)
+                        # _Entry(job) with its order and copy set, without an __init__ frame
+                        entry = new_entry(entry_type)
+                        entry.job = _pack(job) if d_pending >= pack_at else job
+                        entry.state = pending
+                        entry.attempt = job[2]
+                        entry.order = order
+                        entry.flight = None
+                        entry.unmet = 0
+                        entry.copies = 1
                         jobs[job_id] = entry
                         d_pending += 1
-                        entry.order = order
                         order += 1
                         ready[job[4]].append(entry)
-                        entry.copies = 1
                         last = seq
                         applied += 1
                         continue
