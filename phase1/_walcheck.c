@@ -14,9 +14,12 @@
  * escapes, integers of at most 18 digits, a valid timestamp, a matching checksum, the
  * next seq).  It stops at the first line it cannot vouch for, without judging it: the
  * caller reads that line with decode_line (which accepts it or names the damage) and calls
- * again after it.  So every error message comes from the Python path.  Only a job's payload
- * is not parsed here: its extent is found (strings, nesting) and `loads` (orjson.loads)
- * parses exactly that slice; if it refuses, the line is left to the caller too.
+ * again after it.  So every error message comes from the Python path.  A job's payload is
+ * built here when it is plain JSON (objects with distinct keys, arrays, strings as above,
+ * integers, true/false/null, nesting at most 64 deep); any other payload's extent is found
+ * (strings, nesting) and `loads` (orjson.loads) parses exactly that slice; if it refuses,
+ * the line is left to the caller too.  Every read is bounded by the line; the caller's
+ * seq arguments must fit int64 (no seq read here has more than 18 digits).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

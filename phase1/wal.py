@@ -508,22 +508,33 @@ def decode_line(line: bytes) -> Record:
 
 # == bulk decoding ===========================================================================
 # Recovery reads millions of lines.  ``decode_line`` costs ~3.5 us a line (orjson builds a
-# dict per record and per job, then Python checks every field); the bulk path below checks
-# a whole segment at C speed and falls back to ``decode_line`` for the exact error when
-# anything at all is unusual.  It accepts only segments ``decode_line`` accepts line by line
-# and builds the same Records (tested differentially, and by the fuzzer):
+# dict per record and per job, then Python checks every field).  Two bulk paths, both
+# accepting exactly what ``decode_line`` accepts line by line and building the same Records
+# (tested differentially, by hypothesis on written, damaged and rewritten logs, and by the
+# fuzzer), both leaving every error message to ``decode_line``:
 #
-# * checksums: the optional C accelerator ``phase1._walcheck`` (setup.py) checks every
-#   line's trailer and CRC in one call; without it, one regex split cuts every line into
-#   its body and decimal checksum, zlib checks each body, one list comparison checks all;
-# * fields: msgspec decodes every line into typed structs in one call, refusing unknown
-#   fields, nulls, wrong types and out-of-range numbers the way ``decode_line`` does;
-# * the rest (ENQUEUE <=> job, job.id == job_id, timestamps, one record per line) in one
-#   pass; the structs themselves are the rows recovery replays (``record_of`` turns one
-#   into its Record for every other reader).
+# 1. With the optional C accelerator ``phase1._walcheck`` (setup.py; ``_read_c``), one call
+#    per segment reads every line in the writer's own shape straight into Records (or, for
+#    recovery, plain tuples of their fields): trailer and CRC, keys in the writer's order,
+#    no whitespace, strings of printable ASCII without escapes, integers of at most 18
+#    digits, a valid timestamp (converted in C), ENQUEUE <=> job, job.id == job_id, the next
+#    seq.  A plain payload (objects, arrays, such strings, integers, literals) is built in
+#    C, any other is parsed by ``orjson.loads`` from its slice of the line.  The decoder
+#    stops, without judging, at the first line it cannot vouch for (an escape, a float, a
+#    key out of order, damage, a sequence break); ``decode_line`` reads that one line (or
+#    names the damage) and the decoder resumes after it.  About 0.5 us a line, objects
+#    included.
+# 2. Without it (``_read_py``): one regex split cuts every line into its body and decimal
+#    checksum, zlib checks each body, one list comparison checks all; msgspec decodes every
+#    line into typed structs in one call, refusing unknown fields, nulls, wrong types and
+#    out-of-range numbers the way ``decode_line`` does; the rest (ENQUEUE <=> job, job.id ==
+#    job_id, timestamps, one record per line) in one pass; ``record_of`` turns each struct
+#    into its Record.  Anything unusual in a segment sends the whole segment line by line.
+#
 # orjson reads an integer beyond [-2**63, 2**64 - 1] as a float (which decode_line refuses);
 # msgspec would read it exactly, so ranges are set (to int64: msgspec's bounds are int64;
-# a larger integer just takes the line-by-line path).
+# a larger integer just takes the line-by-line path).  The C decoder reads at most 18
+# digits, so it never meets the question.
 _I64 = (1 << 63) - 1
 _Int = Annotated[int, msgspec.Meta(ge=0, le=_I64)]
 _Seq = Annotated[int, msgspec.Meta(ge=1, le=_I64)]
@@ -567,10 +578,10 @@ _get_type = attrgetter("type")
 _get_seq = attrgetter("seq")
 
 Row = Any
-"""What ``read_wal(rows=True)`` returns: a Record, or (read in bulk) a record-like object
-with a Record's attributes (``seq``, ``type``, ``job_id``, ``attempt``, ``worker_id``,
-``deadline_ms``, ``reason``, ``job``) whose ``timestamp`` is left as the line's checked ISO
-text, since replay never reads it; ``record_of`` gives its Record."""
+"""What ``read_wal(rows=True)`` returns: a Record or, where the C decoder read it, a plain
+tuple of a Record's fields in their order (a tuple unpacks several times faster than a
+Record's fields are read by name, and replay unpacks every row); ``record_of`` gives its
+Record."""
 
 
 def _checksums_hold_py(data: bytes, lines: int) -> bool:
@@ -648,7 +659,8 @@ def _decode_rows_fast(data: bytes) -> list[Row] | None:
 
 
 def record_of(row: Row) -> Record:
-    """The Record of a row from ``read_wal(rows=True)`` (a Record is returned as is)."""
+    """The Record of a row from ``read_wal(rows=True)``: a Record is returned as is, a
+    tuple of its fields (the C decoder's rows) or a bulk-decoding struct is converted."""
     if type(row) is Record:
         return row
     if type(row) is tuple:
@@ -998,9 +1010,9 @@ def _corruption(wal_path: str, damage: _Damage) -> WalCorruptionError:
 def read_wal(disk: Disk, wal_path: str, *, after_seq: int = 0, rows: bool = False) -> WalRead:
     """Read every segment; return records with seq > ``after_seq`` and any torn tail.
 
-    ``rows=True`` (recovery's path) may return ``Row`` tuples instead of Records where the
-    bulk path read them: the same fields, with the timestamp left as the line's checked ISO
-    text; ``record_of`` turns one into its Record.
+    ``rows=True`` (recovery's path) may return plain tuples of a Record's fields (``Row``)
+    instead of Records where the C decoder read them; ``record_of`` turns one into its
+    Record.
 
     Raises ``WalCorruptionError`` for damage followed by valid records, damage in a closed
     segment, or a break in the sequence.  Nothing is changed on disk.
