@@ -610,7 +610,6 @@ class QueueCore:
         rows); the moves above never read the timestamp or the reason, and any other row
         goes through ``to_record`` (which gives its Record) before ``apply``.
         """
-        applied = 0
         jobs = self._jobs
         in_flight = self._in_flight
         completed = self._completed
@@ -629,7 +628,7 @@ class QueueCore:
         entry_type = _Entry
         new_entry = object.__new__
         pending, running = P, R
-        last = self.last_seq
+        last = first_last = self.last_seq
         order = self._next_order
         # State counts move by local deltas, folded in before any apply() and at the end.
         d_pending = d_running = 0
@@ -638,6 +637,7 @@ class QueueCore:
         # was unknown before replay, none can be known at its turn either (a job becomes
         # known only by its ENQUEUE), so one set built up front answers for all of them.
         fresh = type(records) is list and _fresh_enqueues(records, jobs, completed, dead)
+        r: Any
         try:
             for r in records:
                 # Unpacked at once: a plain tuple (the C reader's rows) unpacks several
@@ -658,7 +658,6 @@ class QueueCore:
                             d_running -= 1
                             completed[job_id] = None
                             last = seq
-                            applied += 1
                             continue
                     elif rtype == "DISPATCH":
                         entry = jobs.get(job_id)
@@ -674,13 +673,11 @@ class QueueCore:
                             d_running += 1
                             entry.state = running
                             entry.attempt = attempt
-                            entry.flight = new(
-                                flight_type,
-                                (worker_id if worker_id is not None else 0, attempt, deadline_ms),
-                            )
+                            # the row stands in for its InFlight (most are acknowledged a
+                            # few records later): the finally below builds the rest's
+                            entry.flight = r
                             in_flight[job_id] = entry
                             last = seq
-                            applied += 1
                             continue
                     elif (
                         rtype == "ENQUEUE"
@@ -711,7 +708,6 @@ class QueueCore:
                         order += 1
                         ready[job[4]].append(entry)
                         last = seq
-                        applied += 1
                         continue
                 self.last_seq = last
                 self._next_order = order
@@ -721,8 +717,7 @@ class QueueCore:
                 pack_at = never if above is None else above - counts[pending]
                 if to_record is not None:
                     r = to_record(r)
-                if apply(r):
-                    applied += 1
+                apply(r)
                 last = self.last_seq
                 order = self._next_order
                 pack_at = never if above is None else above - counts[pending]
@@ -731,12 +726,18 @@ class QueueCore:
             self._next_order = order
             counts[pending] += d_pending
             counts[running] += d_running
-            self._deadlines = [
-                (e.flight.deadline_ms, job_id, e.attempt)  # type: ignore[union-attr]
-                for job_id, e in in_flight.items()
-            ]
-            heapq.heapify(self._deadlines)
-        return applied
+            deadlines = []
+            for job_id, e in in_flight.items():
+                f: Any = e.flight
+                if type(f) is not flight_type:  # a DISPATCH row, from the fast path above
+                    w = f[5]
+                    f = e.flight = new(flight_type, (w if w is not None else 0, f[4], f[6]))
+                deadlines.append((f.deadline_ms, job_id, e.attempt))
+            heapq.heapify(deadlines)
+            self._deadlines = deadlines
+        # every record applied moved last_seq on by one; the others (already reflected)
+        # left it alone
+        return self.last_seq - first_last
 
     def _apply_enqueue(self, r: Record) -> None:
         if r.job is None or r.job.id != r.job_id:

@@ -13,6 +13,7 @@ from phase1.core import (
     TRANSITIONS,
     Completed,
     DeadLettered,
+    InFlight,
     LateAck,
     QueueCore,
     Record,
@@ -783,13 +784,23 @@ def _replayed_both_ways(start: QueueCore | None, records: list[Record]) -> list[
                 core.replay([tuple(r) for r in records], to_record=lambda t: Record(*t))
         except IllegalTransition as exc:
             error = str(exc)
-        outcomes.append((error, core.last_seq, core.export()))
+        # replay holds a DISPATCH row in place of its InFlight until it ends
+        assert all(type(f) is InFlight for f in core.in_flight().values())
+        core.check(settled=False)
+        live = sorted(d for d in core._deadlines if core._flying(d))  # (stale ones go lazily)
+        outcomes.append((error, core.last_seq, core.export(), live))
     return outcomes
 
 
 @pytest.mark.parametrize(
     "story",
-    ["re-enqueue after ack", "re-enqueue while pending", "re-enqueue a dead job", "known before"],
+    [
+        "re-enqueue after ack",
+        "re-enqueue while pending",
+        "re-enqueue a dead job",
+        "known before",
+        "re-enqueue while in flight",
+    ],
 )
 def test_replay_refuses_an_enqueue_of_a_known_job_like_apply(story: str) -> None:
     """replay skips the per-ENQUEUE lookups when every ENQUEUE names a distinct unknown
@@ -806,6 +817,8 @@ def test_replay_refuses_an_enqueue_of_a_known_job_like_apply(story: str) -> None
         if story == "re-enqueue after ack":
             records += live.dispatch(now_s=0.0).records
             records += live.ack("a", 1, now_s=0.1).records
+        elif story == "re-enqueue while in flight":
+            records += live.dispatch(now_s=0.0, worker_id=3, limit=2).records
         elif story == "re-enqueue a dead job":
             records += live.dispatch(now_s=0.0).records
             records += live.fail("a", 1, now_s=0.1).records
