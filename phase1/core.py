@@ -211,8 +211,9 @@ def _public(job: Job, attempt: int, status: str) -> Job:
 
 
 class _Entry:
-    """Mutable per-job bookkeeping (one small object per live job).  ``replay`` builds
-    one inline (every slot set, no ``__init__`` frame): a new slot must be set there too."""
+    """Mutable per-job bookkeeping (one small object per live job).  ``replay`` and
+    ``restore`` build one inline (every slot set, no ``__init__`` frame): a new slot must
+    be set there too."""
 
     __slots__ = ("job", "state", "attempt", "order", "flight", "unmet", "copies")
 
@@ -977,8 +978,28 @@ class QueueCore:
         )
         core._completed = dict.fromkeys(state.completed)
         core._dead = dict(state.dead)
+        jobs = core._jobs
+        ready = core._ready
+        above = core._pack_above
+        new_entry = object.__new__
         for job in state.pending:
-            core._restore_entry(job, P)
+            if job[6] or job[5] is not None:
+                core._restore_entry(job, P)
+                continue
+            # A plain ready job (most of a snapshot): _restore_entry and _place inlined.
+            pending = core._counts[P]
+            entry = new_entry(_Entry)
+            entry.job = _pack(job) if above is not None and pending >= above else job
+            entry.state = P
+            entry.attempt = job[2]
+            entry.order = core._next_order
+            core._next_order += 1
+            entry.flight = None
+            entry.unmet = 0
+            entry.copies = 1
+            jobs[job[0]] = entry
+            core._counts[P] = pending + 1
+            ready[job[4]].append(entry)
         for job, flight in state.in_flight:
             entry = core._restore_entry(job, R)
             entry.flight = flight

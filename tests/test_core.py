@@ -742,6 +742,32 @@ def test_export_restore_round_trip_keeps_state_and_dispatch_order() -> None:
     assert restored.export() == log.core.export()
 
 
+def test_restore_packs_payloads_from_the_same_job_as_restoring_one_by_one() -> None:
+    """restore inlines the plain pending job; the entries must be those _restore_entry
+    builds (payloads packed once ``pack_above`` jobs wait, order, copies)."""
+    live = QueueCore(max_retry=MAX_RETRY, task_timeout_s=TIMEOUT_S)
+    jobs = [Job(f"j{i}", {"i": i}, priority=i % 3) for i in range(6)]
+    jobs.insert(3, Job("later", [1], scheduled_at=50.0))
+    live.enqueue(jobs, now_s=0.0)
+    state = live.export()
+    restored = QueueCore.restore(state, max_retry=MAX_RETRY, task_timeout_s=TIMEOUT_S, pack_above=2)
+    one_by_one = QueueCore(max_retry=MAX_RETRY, task_timeout_s=TIMEOUT_S, pack_above=2)
+    for job in state.pending:
+        one_by_one._restore_entry(job, JobState.PENDING)
+    one_by_one.last_seq = state.last_seq
+
+    def entries(core: QueueCore) -> list[tuple[object, ...]]:
+        return [
+            (k, e.job, e.state, e.attempt, e.order, e.flight, e.unmet, e.copies)
+            for k, e in core._jobs.items()
+        ]
+
+    assert entries(restored) == entries(one_by_one)
+    assert [type(e.job.payload) for e in restored._jobs.values()].count(bytes) == 5
+    assert restored.export() == one_by_one.export() == state
+    restored.check()
+
+
 def test_restore_keeps_failed_and_in_flight_jobs() -> None:
     log = Log()
     log.enqueue(Job("f"), Job("i"))
