@@ -1,6 +1,6 @@
 """Only the optional C accelerator is built here; all metadata lives in pyproject.toml.
 
-``phase1._walcheck`` checks the WAL's per-line checksums at C speed during recovery.
+``phase1._walcheck`` reads the WAL's lines (checksums, fields) at C speed during recovery.
 ``optional=True``: without a C compiler the install still succeeds and ``phase1.wal`` uses
 its pure-Python path (same answers, slower).
 """
@@ -13,7 +13,7 @@ setup(
             "phase1._walcheck",
             ["phase1/_walcheck.c"],
             optional=True,
-            extra_compile_args=["-O2"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra"],
         )
     ]
 )

@@ -149,7 +149,7 @@ def _recover(
     snapshot_last_seq = core.last_seq
 
     read = read_wal(disk, config.wal_path, after_seq=snapshot_last_seq, rows=True)
-    if read.records and read.records[0].seq != snapshot_last_seq + 1:
+    if read.records and record_of(read.records[0]).seq != snapshot_last_seq + 1:
         first = record_of(read.records[0])
         where = read.segments[0] if read.segments else config.wal_path
         raise WalCorruptionError(

@@ -516,22 +516,33 @@ def decode_line(line: bytes) -> Record:
 
 # == bulk decoding ===========================================================================
 # Recovery reads millions of lines.  ``decode_line`` costs ~3.5 us a line (orjson builds a
-# dict per record and per job, then Python checks every field); the bulk path below checks
-# a whole segment at C speed and falls back to ``decode_line`` for the exact error when
-# anything at all is unusual.  It accepts only segments ``decode_line`` accepts line by line
-# and builds the same Records (tested differentially, and by the fuzzer):
+# dict per record and per job, then Python checks every field).  Two bulk paths, both
+# accepting exactly what ``decode_line`` accepts line by line and building the same Records
+# (tested differentially, by hypothesis on written, damaged and rewritten logs, and by the
+# fuzzer), both leaving every error message to ``decode_line``:
 #
-# * checksums: the optional C accelerator ``phase1._walcheck`` (setup.py) checks every
-#   line's trailer and CRC in one call; without it, one regex split cuts every line into
-#   its body and decimal checksum, zlib checks each body, one list comparison checks all;
-# * fields: msgspec decodes every line into typed structs in one call, refusing unknown
-#   fields, nulls, wrong types and out-of-range numbers the way ``decode_line`` does;
-# * the rest (ENQUEUE <=> job, job.id == job_id, timestamps, one record per line) in one
-#   pass; the structs themselves are the rows recovery replays (``record_of`` turns one
-#   into its Record for every other reader).
+# 1. With the optional C accelerator ``phase1._walcheck`` (setup.py; ``_read_c``), one call
+#    per segment reads every line in the writer's own shape straight into Records (or, for
+#    recovery, plain tuples of their fields): trailer and CRC, keys in the writer's order,
+#    no whitespace, strings of printable ASCII without escapes, integers of at most 18
+#    digits, a valid timestamp (converted in C), ENQUEUE <=> job, job.id == job_id, the next
+#    seq.  A plain payload (objects, arrays, such strings, integers, literals) is built in
+#    C, any other is parsed by ``orjson.loads`` from its slice of the line.  The decoder
+#    stops, without judging, at the first line it cannot vouch for (an escape, a float, a
+#    key out of order, damage, a sequence break); ``decode_line`` reads that one line (or
+#    names the damage) and the decoder resumes after it.  About 0.5 us a line, objects
+#    included.
+# 2. Without it (``_read_py``): one regex split cuts every line into its body and decimal
+#    checksum, zlib checks each body, one list comparison checks all; msgspec decodes every
+#    line into typed structs in one call, refusing unknown fields, nulls, wrong types and
+#    out-of-range numbers the way ``decode_line`` does; the rest (ENQUEUE <=> job, job.id ==
+#    job_id, timestamps, one record per line) in one pass; ``record_of`` turns each struct
+#    into its Record.  Anything unusual in a segment sends the whole segment line by line.
+#
 # orjson reads an integer beyond [-2**63, 2**64 - 1] as a float (which decode_line refuses);
 # msgspec would read it exactly, so ranges are set (to int64: msgspec's bounds are int64;
-# a larger integer just takes the line-by-line path).
+# a larger integer just takes the line-by-line path).  The C decoder reads at most 18
+# digits, so it never meets the question.
 _I64 = (1 << 63) - 1
 _Int = Annotated[int, msgspec.Meta(ge=0, le=_I64)]
 _Seq = Annotated[int, msgspec.Meta(ge=1, le=_I64)]
@@ -575,10 +586,10 @@ _get_type = attrgetter("type")
 _get_seq = attrgetter("seq")
 
 Row = Any
-"""What ``read_wal(rows=True)`` returns: a Record, or (read in bulk) a record-like object
-with a Record's attributes (``seq``, ``type``, ``job_id``, ``attempt``, ``worker_id``,
-``deadline_ms``, ``reason``, ``job``) whose ``timestamp`` is left as the line's checked ISO
-text, since replay never reads it; ``record_of`` gives its Record."""
+"""What ``read_wal(rows=True)`` returns: a Record or, where the C decoder read it, a plain
+tuple of a Record's fields in their order (a tuple unpacks several times faster than a
+Record's fields are read by name, and replay unpacks every row); ``record_of`` gives its
+Record."""
 
 
 def _checksums_hold_py(data: bytes, lines: int) -> bool:
@@ -598,6 +609,11 @@ try:  # the optional C accelerator (setup.py); same answers as the regex split, 
     _checksums_hold = _checksums_hold_c
 except ImportError:  # pragma: no cover - built wherever a C compiler was at install
     _checksums_hold = _checksums_hold_py
+
+try:  # the same module's whole-record decoder (see _read_c)
+    from phase1._walcheck import decode_records as _c_decode
+except ImportError:  # pragma: no cover - built wherever a C compiler was at install
+    _c_decode = None
 
 
 def _decode_rows_fast(data: bytes) -> list[Row] | None:
@@ -651,9 +667,12 @@ def _decode_rows_fast(data: bytes) -> list[Row] | None:
 
 
 def record_of(row: Row) -> Record:
-    """The Record of a row from ``read_wal(rows=True)`` (a Record is returned as is)."""
+    """The Record of a row from ``read_wal(rows=True)``: a Record is returned as is, a
+    tuple of its fields (the C decoder's rows) or a bulk-decoding struct is converted."""
     if type(row) is Record:
         return row
+    if type(row) is tuple:
+        return _new(Record, row)
     ts = row.timestamp
     ms = _ms_by_iso.get(ts)
     if ms is None:
@@ -796,9 +815,9 @@ class _Scan:
     damage: _Damage | None = None
 
 
-def _valid_follows(lines: list[bytes], start: int) -> bool:
-    """Does a complete valid record appear in ``lines[start:]`` (all newline-terminated)?"""
-    for raw in lines[start:]:
+def _valid_follows(lines: list[bytes]) -> bool:
+    """Does a complete valid record appear in ``lines`` (all newline-terminated)?"""
+    for raw in lines:
         try:
             decode_line(raw)
         except _BadRecord:
@@ -822,6 +841,95 @@ def _split(data: bytes) -> tuple[list[bytes], bytes]:
     return lines, tail
 
 
+_Bad = tuple[int, int, str, int | None, bool]
+
+
+def _read_py(
+    data: bytes, prev: int, after_seq: int, out: list[Any]
+) -> tuple[int, int, int, _Bad | None, list[bytes], bytes]:
+    """One segment's records (seq > ``after_seq``) onto ``out``, without the C decoder:
+    ``(lines read, offset after them, last seq, damage, the lines after it, the tail)``."""
+    cut = data.rfind(b"\n") + 1
+    fast: list[Any] | None = None
+    if cut:
+        fast = _decode_lines_fast(data[:cut])
+    if fast is not None:
+        first = fast[0].seq
+        if (not prev or first == prev + 1) and list(map(_get_seq, fast)) == list(
+            range(first, first + len(fast))
+        ):
+            out.extend(fast[max(0, after_seq - first + 1) :])
+            return len(fast), cut, fast[-1].seq, None, [], data[cut:]
+        # a sequence break: the loop below names it
+    lines, tail = _split(data)
+    offset = 0
+    append = out.append
+    for n, raw in enumerate(lines):
+        try:
+            rec = decode_line(raw)
+        except _BadRecord as exc:
+            reason = exc.reason if raw else "empty line"
+            return n, offset, prev, (n, offset, reason, _seq_of(raw), False), lines[n + 1 :], tail
+        seq = rec.seq
+        if prev and seq != prev + 1:
+            what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
+            reason = f"seq {seq} {what} after seq {prev} (expected {prev + 1})"
+            return n, offset, prev, (n, offset, reason, seq, True), lines[n + 1 :], tail
+        prev = seq
+        if seq > after_seq:
+            append(rec)
+        offset += len(raw) + 1
+    return len(lines), offset, prev, None, [], tail
+
+
+def _read_c(
+    data: bytes, prev: int, after_seq: int, out: list[Any], row_type: type[tuple[Any, ...]]
+) -> tuple[int, int, int, _Bad | None, list[bytes]]:
+    """``_read_py`` with the C decoder: it reads every line in the writer's own shape (as
+    ``row_type``: Record, or a plain tuple of its fields) and stops at any other, which
+    ``decode_line`` then reads (or names as damage); the tail after the last newline is
+    ``data[offset:]``."""
+    pos = 0
+    n = 0
+    append = out.append
+    while True:
+        # (no seq the decoder reads has more than 18 digits: beyond int64 it stops at once)
+        pos, k, c_prev = _c_decode(
+            data,
+            pos,
+            min(prev, _I64 - 1),
+            max(-1, min(after_seq, _I64)),
+            out,
+            row_type,
+            Job,
+            orjson.loads,
+            PRIORITY_MAX,
+        )
+        if k:
+            n += k
+            prev = c_prev
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            return n, pos, prev, None, []
+        raw = data[pos:nl]
+        try:
+            rec = decode_line(raw)
+        except _BadRecord as exc:
+            reason = exc.reason if raw else "empty line"
+            later = _split(data[nl + 1 :])[0]
+            return n, pos, prev, (n, pos, reason, _seq_of(raw), False), later
+        seq = rec.seq
+        if prev and seq != prev + 1:
+            what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
+            reason = f"seq {seq} {what} after seq {prev} (expected {prev + 1})"
+            return n, pos, prev, (n, pos, reason, seq, True), []
+        prev = seq
+        if seq > after_seq:
+            append(rec)
+        n += 1
+        pos = nl + 1
+
+
 def _scan(disk: Disk, wal_path: str, after_seq: int, rows: bool = False) -> _Scan:
     """Decode segments in order up to the first damage; never raises for bad bytes."""
     # A million new records would trigger the cyclic GC over and over (each pass walking
@@ -841,7 +949,6 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
     if disk.exists(wal_path):
         paths.append((wal_path, None))
     scan = _Scan()
-    append = scan.records.append
     prev = 0
     for index, (path, name_seq) in enumerate(paths):
         whole = disk.read(path)
@@ -854,46 +961,15 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
         scan.padding_bytes += len(whole) - data_bytes
         # (0-based line index, byte offset, reason, seq if readable, is a sequence break)
         bad: tuple[int, int, str, int | None, bool] | None = None
-        cut = data.rfind(b"\n") + 1
-        fast: list[Any] | None = None
-        if cut:
-            fast = (_decode_rows_fast if rows else _decode_lines_fast)(data[:cut])
-        if fast is not None:
-            first = fast[0].seq
-            if (not prev or first == prev + 1) and list(map(_get_seq, fast)) == list(
-                range(first, first + len(fast))
-            ):
-                scan.records.extend(fast[max(0, after_seq - first + 1) :])
-                prev = fast[-1].seq
-            else:
-                fast = None  # a sequence break: the loop below names it
-        if fast is not None:
-            lines: list[bytes] = []  # all read: the loop below has nothing left to do
-            n_lines = len(fast)
-            tail = data[cut:]
-            offset = cut
+        later: list[bytes] = []  # the complete lines after a bad one (is it followed?)
+        if _c_decode is not None:
+            n_lines, offset, prev, bad, later = _read_c(
+                data, prev, after_seq, scan.records, tuple if rows else Record
+            )
+            tail = data[offset:] if bad is None else b""
         else:
-            lines, tail = _split(data)
-            n_lines = len(lines)
-            offset = 0
-        for n, raw in enumerate(lines):
-            try:
-                rec = decode_line(raw)
-            except _BadRecord as exc:
-                reason = exc.reason if raw else "empty line"
-                bad = (n, offset, reason, _seq_of(raw), False)
-                break
-            seq = rec.seq
-            if prev and seq != prev + 1:
-                what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
-                reason = f"seq {seq} {what} after seq {prev} (expected {prev + 1})"
-                bad = (n, offset, reason, seq, True)
-                break
-            prev = seq
-            if seq > after_seq:
-                append(rec)
-            offset += len(raw) + 1
-        else:
+            n_lines, offset, prev, bad, later, tail = _read_py(data, prev, after_seq, scan.records)
+        if bad is None:
             if tail:
                 reason = f"last line has no newline (torn write; {_reason_of(tail)})"
                 bad = (n_lines, offset, reason, _seq_of(tail), False)
@@ -909,9 +985,7 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
             last_file = index == len(paths) - 1
             # Corruption unless it is damage in the last file with nothing valid after it
             # (a closed last file is never torn: rotate fsyncs before renaming).
-            followed = (
-                sequence or not last_file or name_seq is not None or _valid_follows(lines, n + 1)
-            )
+            followed = sequence or not last_file or name_seq is not None or _valid_follows(later)
             scan.damage = _Damage(
                 path, n + 1, off, reason, seq_read, sequence, followed, len(whole)
             )
@@ -944,9 +1018,9 @@ def _corruption(wal_path: str, damage: _Damage) -> WalCorruptionError:
 def read_wal(disk: Disk, wal_path: str, *, after_seq: int = 0, rows: bool = False) -> WalRead:
     """Read every segment; return records with seq > ``after_seq`` and any torn tail.
 
-    ``rows=True`` (recovery's path) may return ``Row`` tuples instead of Records where the
-    bulk path read them: the same fields, with the timestamp left as the line's checked ISO
-    text; ``record_of`` turns one into its Record.
+    ``rows=True`` (recovery's path) may return plain tuples of a Record's fields (``Row``)
+    instead of Records where the C decoder read them; ``record_of`` turns one into its
+    Record.
 
     Raises ``WalCorruptionError`` for damage followed by valid records, damage in a closed
     segment, or a break in the sequence.  Nothing is changed on disk.

@@ -13,6 +13,7 @@ from phase1.core import (
     TRANSITIONS,
     Completed,
     DeadLettered,
+    InFlight,
     LateAck,
     QueueCore,
     Record,
@@ -751,6 +752,32 @@ def test_export_restore_round_trip_keeps_state_and_dispatch_order() -> None:
     assert restored.export() == log.core.export()
 
 
+def test_restore_packs_payloads_from_the_same_job_as_restoring_one_by_one() -> None:
+    """restore inlines the plain pending job; the entries must be those _restore_entry
+    builds (payloads packed once ``pack_above`` jobs wait, order, copies)."""
+    live = QueueCore(max_retry=MAX_RETRY, task_timeout_s=TIMEOUT_S)
+    jobs = [Job(f"j{i}", {"i": i}, priority=i % 3) for i in range(6)]
+    jobs.insert(3, Job("later", [1], scheduled_at=50.0))
+    live.enqueue(jobs, now_s=0.0)
+    state = live.export()
+    restored = QueueCore.restore(state, max_retry=MAX_RETRY, task_timeout_s=TIMEOUT_S, pack_above=2)
+    one_by_one = QueueCore(max_retry=MAX_RETRY, task_timeout_s=TIMEOUT_S, pack_above=2)
+    for job in state.pending:
+        one_by_one._restore_entry(job, JobState.PENDING)
+    one_by_one.last_seq = state.last_seq
+
+    def entries(core: QueueCore) -> list[tuple[object, ...]]:
+        return [
+            (k, e.job, e.state, e.attempt, e.order, e.flight, e.unmet, e.copies)
+            for k, e in core._jobs.items()
+        ]
+
+    assert entries(restored) == entries(one_by_one)
+    assert [type(e.job.payload) for e in restored._jobs.values()].count(bytes) == 5
+    assert restored.export() == one_by_one.export() == state
+    restored.check()
+
+
 def test_restore_keeps_failed_and_in_flight_jobs() -> None:
     log = Log()
     log.enqueue(Job("f"), Job("i"))
@@ -772,6 +799,70 @@ def test_replaying_the_log_rebuilds_the_same_state_and_again_changes_nothing() -
     assert fresh.export() == log.core.export()
     assert replay(fresh, log.records) == 0
     assert fresh.export() == log.core.export()
+
+
+def _replayed_both_ways(start: QueueCore | None, records: list[Record]) -> list[object]:
+    """replay() of records (as Records and as plain tuples) and apply() one by one, from a
+    copy of ``start``: (exception, last_seq, export) of each."""
+    outcomes: list[object] = []
+    for how in ("apply", "replay", "replay tuples"):
+        core = QueueCore(max_retry=3, task_timeout_s=1.0)
+        if start is not None:
+            core = QueueCore.restore(start.export(), max_retry=3, task_timeout_s=1.0)
+        error = None
+        try:
+            if how == "apply":
+                for rec in records:
+                    core.apply(rec)
+            elif how == "replay":
+                core.replay(records)
+            else:
+                core.replay([tuple(r) for r in records], to_record=lambda t: Record(*t))
+        except IllegalTransition as exc:
+            error = str(exc)
+        # replay holds a DISPATCH row in place of its InFlight until it ends
+        assert all(type(f) is InFlight for f in core.in_flight().values())
+        core.check(settled=False)
+        live = sorted(d for d in core._deadlines if core._flying(d))  # (stale ones go lazily)
+        outcomes.append((error, core.last_seq, core.export(), live))
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    "story",
+    [
+        "re-enqueue after ack",
+        "re-enqueue while pending",
+        "re-enqueue a dead job",
+        "known before",
+        "re-enqueue while in flight",
+    ],
+)
+def test_replay_refuses_an_enqueue_of_a_known_job_like_apply(story: str) -> None:
+    """replay skips the per-ENQUEUE lookups when every ENQUEUE names a distinct unknown
+    job; a log where one does not must still stop where apply() stops."""
+    live = QueueCore(max_retry=1, task_timeout_s=1.0)
+    start = None
+    if story == "known before":
+        live.enqueue([Job("a")], now_s=0.0)
+        start = QueueCore.restore(live.export(), max_retry=3, task_timeout_s=1.0)
+        records = list(live.enqueue([Job("b")], now_s=0.0).records)
+        records.append(Record(live.last_seq + 1, "ENQUEUE", "a", 0, job=Job("a")))
+    else:
+        records = list(live.enqueue([Job("a"), Job("b")], now_s=0.0).records)
+        if story == "re-enqueue after ack":
+            records += live.dispatch(now_s=0.0).records
+            records += live.ack("a", 1, now_s=0.1).records
+        elif story == "re-enqueue while in flight":
+            records += live.dispatch(now_s=0.0, worker_id=3, limit=2).records
+        elif story == "re-enqueue a dead job":
+            records += live.dispatch(now_s=0.0).records
+            records += live.fail("a", 1, now_s=0.1).records
+        records.append(Record(live.last_seq + 1, "ENQUEUE", "a", 0, job=Job("a")))
+        records += [Record(live.last_seq + 2, "ENQUEUE", "c", 0, job=Job("c"))]
+    outcomes = _replayed_both_ways(start, records)
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    assert outcomes[0][0] is not None  # type: ignore[index]
 
 
 # == the seed's Q7 unit test =================================================================

@@ -290,13 +290,37 @@ def test_a_finished_simulation_is_freed_without_the_cyclic_gc() -> None:
             gc.enable()
 
 
-def test_a_run_leaves_objects_the_caller_froze_frozen() -> None:
-    import gc
+class _RecordingGc:
+    """Stands in for the ``gc`` module inside the harness: real collector switches, a
+    chosen freeze count, and a log of freeze/unfreeze calls (the real count also drops
+    whenever a frozen object is freed, so it cannot be compared before and after)."""
 
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        Simulation(_config(), STORM, _workload(jobs=50), 1).run(10.0)
-        assert gc.get_freeze_count() == frozen
-    finally:
-        gc.unfreeze()
+    def __init__(self, freeze_count: int) -> None:
+        import gc
+
+        self.real, self.count, self.calls = gc, freeze_count, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def get_freeze_count(self) -> int:
+        return self.count
+
+    def freeze(self) -> None:
+        self.calls.append("freeze")
+
+    def unfreeze(self) -> None:
+        self.calls.append("unfreeze")
+
+
+@pytest.mark.parametrize(("frozen", "calls"), [(0, ["freeze", "unfreeze"]), (7, [])])
+def test_a_run_ages_its_objects_unless_the_caller_froze_some(
+    monkeypatch: pytest.MonkeyPatch, frozen: int, calls: list[str]
+) -> None:
+    import phase1.sim.harness as harness
+
+    fake = _RecordingGc(frozen)
+    monkeypatch.setattr(harness, "gc", fake)
+    Simulation(_config(), STORM, _workload(jobs=50), 1).run(10.0)
+    assert fake.calls == calls  # never unfreezes what the caller froze
+    assert fake.real.isenabled()

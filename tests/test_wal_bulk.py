@@ -203,6 +203,7 @@ def test_the_c_accelerator_is_built() -> None:
     from phase1 import _walcheck
 
     assert wal._checksums_hold is wal._checksums_hold_c
+    assert wal._c_decode is _walcheck.decode_records
     assert _walcheck.crc32(b"") == zlib.crc32(b"") and _walcheck.crc32(GOOD) == zlib.crc32(GOOD)
 
 
