@@ -205,7 +205,14 @@ static int skip_value(cursor *c, int depth) {
     unsigned char ch = *c->p;
     if (ch == '"') {
         cptr q = c->p + 1;
-        while (q < c->end && *q != '"') q += (*q == '\\') ? 2 : 1;
+        while (q < c->end && *q != '"') {
+            if (*q == '\\') {
+                if (c->end - q < 2) return 0; /* (never step past the end) */
+                q += 2;
+            } else {
+                q++;
+            }
+        }
         if (q >= c->end) return 0;
         c->p = q + 1;
         return 1;

@@ -586,10 +586,14 @@ _get_type = attrgetter("type")
 _get_seq = attrgetter("seq")
 
 Row = Any
-"""What ``read_wal(rows=True)`` returns: a Record or, where the C decoder read it, a plain
+"""What ``read_wal(rows=True)`` returns: a Record or, where a bulk path read it, a plain
 tuple of a Record's fields in their order (a tuple unpacks several times faster than a
-Record's fields are read by name, and replay unpacks every row); ``record_of`` gives its
+Record's fields are read by name, and replay unpacks every row), whose timestamp may be
+left as the line's checked ISO text (replay never reads it); ``record_of`` gives its
 Record."""
+_row_of = attrgetter(
+    "seq", "type", "job_id", "timestamp", "attempt", "worker_id", "deadline_ms", "reason", "job"
+)
 
 
 def _checksums_hold_py(data: bytes, lines: int) -> bool:
@@ -672,6 +676,10 @@ def record_of(row: Row) -> Record:
     if type(row) is Record:
         return row
     if type(row) is tuple:
+        ts = row[3]
+        if type(ts) is str:  # a bulk-decoding row: the checked ISO text
+            ms = _ms_by_iso.get(ts)
+            return _new(Record, (*row[:3], _parse_ts(ts) if ms is None else ms, *row[4:]))
         return _new(Record, row)
     ts = row.timestamp
     ms = _ms_by_iso.get(ts)
@@ -845,20 +853,22 @@ _Bad = tuple[int, int, str, int | None, bool]
 
 
 def _read_py(
-    data: bytes, prev: int, after_seq: int, out: list[Any]
+    data: bytes, prev: int, after_seq: int, out: list[Any], rows: bool
 ) -> tuple[int, int, int, _Bad | None, list[bytes], bytes]:
     """One segment's records (seq > ``after_seq``) onto ``out``, without the C decoder:
-    ``(lines read, offset after them, last seq, damage, the lines after it, the tail)``."""
+    ``(lines read, offset after them, last seq, damage, the lines after it, the tail)``.
+    ``rows``: the bulk path's rows as tuples (``_row_of``), not Records."""
     cut = data.rfind(b"\n") + 1
     fast: list[Any] | None = None
     if cut:
-        fast = _decode_lines_fast(data[:cut])
+        fast = _decode_rows_fast(data[:cut])
     if fast is not None:
         first = fast[0].seq
         if (not prev or first == prev + 1) and list(map(_get_seq, fast)) == list(
             range(first, first + len(fast))
         ):
-            out.extend(fast[max(0, after_seq - first + 1) :])
+            kept = fast[max(0, after_seq - first + 1) :]
+            out.extend(map(_row_of if rows else record_of, kept))
             return len(fast), cut, fast[-1].seq, None, [], data[cut:]
         # a sequence break: the loop below names it
     lines, tail = _split(data)
@@ -968,7 +978,9 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
             )
             tail = data[offset:] if bad is None else b""
         else:
-            n_lines, offset, prev, bad, later, tail = _read_py(data, prev, after_seq, scan.records)
+            n_lines, offset, prev, bad, later, tail = _read_py(
+                data, prev, after_seq, scan.records, rows
+            )
         if bad is None:
             if tail:
                 reason = f"last line has no newline (torn write; {_reason_of(tail)})"

@@ -190,6 +190,9 @@ ODD_VALUES = [
     b'"a"',
     b'"\\u0061"',
     b'"\\n"',
+    b'"\\',
+    b'"a\\"',
+    b'"\\\\"',
     b'"\xc3\xa9"',
     b'"\xff"',
     b"[]",
@@ -312,3 +315,11 @@ def test_huge_seqs_are_left_to_decode_line(first: int) -> None:
     assert with_c == without and with_c[0] == "corruption"
     with_c, without = both_ways({WAL: b"".join(lines)}, after_seq=first)
     assert with_c == without and [r.seq for r in with_c[0]] == [first + 1]
+
+
+@pytest.mark.parametrize("payload", [b'"\\', b'"a\\"', b'["\\"]', b'{"k":"\\\\"}', b'"\\u00e9"'])
+def test_payload_strings_with_backslashes_read_as_decode_line_reads_them(payload: bytes) -> None:
+    line = recheck(GOOD.replace(b'{"n":1}', payload) + b',"checksum":0}')
+    data = line + b"\n" + with_checksum(with_seq(ACK, 2))
+    with_c, without = both_ways({WAL: data})
+    assert with_c == without
