@@ -380,11 +380,14 @@ typedef struct {
     PyObject **slot; /* NULL until the call has read a few lines */
 } id_cache;
 
-static PyObject *job_id_str(id_cache *cache, cptr s, size_t n) {
-    if (cache->slot == NULL) return ascii_str(s, n);
+static uint32_t fnv1a(cptr s, size_t n) {
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
-    PyObject **slot = &cache->slot[h >> (32 - ID_CACHE_BITS)];
+    return h;
+}
+
+/* The str in *slot if it holds exactly s[0:n], else a new one that replaces it there. */
+static PyObject *cached_ascii(PyObject **slot, cptr s, size_t n) {
     PyObject *o = *slot;
     if (o != NULL && (size_t)PyUnicode_GET_LENGTH(o) == n &&
         memcmp(PyUnicode_1BYTE_DATA(o), s, n) == 0) {
@@ -397,6 +400,11 @@ static PyObject *job_id_str(id_cache *cache, cptr s, size_t n) {
     Py_INCREF(o);
     *slot = o;
     return o;
+}
+
+static PyObject *job_id_str(id_cache *cache, cptr s, size_t n) {
+    if (cache->slot == NULL) return ascii_str(s, n);
+    return cached_ascii(&cache->slot[fnv1a(s, n) >> (32 - ID_CACHE_BITS)], s, n);
 }
 
 static void id_cache_free(id_cache *cache) {
@@ -421,21 +429,7 @@ static PyObject *new_tuple_of(PyTypeObject *type, Py_ssize_t n) {
 /* Object keys of payloads repeat on every line ("index", "value", ...): a tiny cache. */
 #define KEY_CACHE 64
 static PyObject *key_str(PyObject **keys, cptr s, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
-    PyObject **slot = &keys[h % KEY_CACHE];
-    PyObject *o = *slot;
-    if (o != NULL && (size_t)PyUnicode_GET_LENGTH(o) == n &&
-        memcmp(PyUnicode_1BYTE_DATA(o), s, n) == 0) {
-        Py_INCREF(o);
-        return o;
-    }
-    o = ascii_str(s, n);
-    if (o == NULL) return NULL;
-    Py_XDECREF(*slot);
-    Py_INCREF(o);
-    *slot = o;
-    return o;
+    return cached_ascii(&keys[fnv1a(s, n) % KEY_CACHE], s, n);
 }
 
 /* A payload in the plain subset of JSON (objects with distinct keys, arrays, strings of
