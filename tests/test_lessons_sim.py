@@ -99,7 +99,7 @@ def test_event_text_names_fields_and_keeps_unknown_ones():
 def test_stepping_gives_the_trace_of_an_uninterrupted_run(short_crash):
     stepper = trace_stepper(seed=42)
     lines = stepper.run_all()
-    assert len(lines) == stepper.total == 21
+    assert len(lines) == stepper.total == 23
     assert stepper.world.sim.trace_events == short_crash.trace_events
     assert lines[-1].endswith("drained")
 
@@ -124,7 +124,7 @@ def test_stepper_state_shows_down_during_recovery_and_the_wal_tail():
 
 def test_stepper_widget_repr_is_deterministic():
     view = trace_stepper(seed=42).widget()
-    assert repr(view) == "StepperView('short run, seed 42', step 0/21)"
+    assert repr(view) == "StepperView('short run, seed 42', step 0/23)"
     view.step_button.click()
     assert view.stepper.position == 1
 
@@ -183,6 +183,6 @@ def test_check_09_drain_at_60():
 
 
 def test_check_09_recovery_ratio_matches_lesson_09():
-    assert ex.check_09_recovery_ratio(2.52).correct
+    assert ex.check_09_recovery_ratio(8.55).correct
     assert not ex.check_09_recovery_ratio(1.0).correct
     assert not ex.check_09_recovery_ratio("many").correct

@@ -88,15 +88,15 @@ def digest(name: str) -> str:
 
 
 PINNED = {
-    "crash-storm-bench": "f48c69f57ea912cfa0ec16be5ad8f1a9e5be139d840bcccd1e29bb9877fbaf16",
-    "crash-storm": "2c2d57d05b470973edcf455ad47881d689feb367e88c6e388a83a16d9d427f67",
-    "crash-storm-batched": "ce1d887c34588465bcad95eea1a8f65e30db7d6d7151bb439dd9e8b37d57acf7",
-    "storm-always": "2f23078ecbba749e1f3b9352c10dec242a9d36fb88aee85766bb0aa9e880e7e7",
-    "storm-never": "6f5536d6f2bdb0161dc20061958acce85a872f636a3a6e16a4d4854805fdc207",
-    "stuck-workers-dying": "b5e48cd8e383d8c385da0244a2df2a1e5052975822277af672e55ca014a0ed6f",
-    "slow-workers-never-deadline": "28795ba828cee8480a797713212536e95890a8fd60060a13d1abcac49463b589",
-    "power-loss": "d23cc20d824ee537ee7ae5563d34522d2dd965ba58149a3daef1e6a7193ccad7",
-    "power-loss-never": "e740694a96aad93510e9620ae878120fe1c4027bd330230ac6d495dab18106d3",
+    "crash-storm-bench": "e22a6f95b42084d01b445662cdcb846fbefb85b36e7b9b9be9a5f2a10515c83e",
+    "crash-storm": "a5fead3a5c4ec8ad8093b3081ae448ca383a3ce3a7d2a509aac66061774bb287",
+    "crash-storm-batched": "0503e01adca08665944e18ff7d3218701008931cdbc431dc6794618fb14b589b",
+    "storm-always": "dbc6d419a6ba97251a6018465e0d80739e99415920b53cb34551c1350498f778",
+    "storm-never": "c410bf34fa9f342d31e34f72db2a5bb2e83b964b9cc171688777b29309cd526f",
+    "stuck-workers-dying": "efd2b20edb9612d0809621db41e5904b2192e1f53a23d5f5c560f919d218fe44",
+    "slow-workers-never-deadline": "e6bc53703594f663b16596dc9747ed51534c8b09a83f2fcbb55a43da2c968283",
+    "power-loss": "28bdabedfb99baf8c0fefbabb1a3a001afa0feac671b3770ea2e9e258193186c",
+    "power-loss-never": "3424d6160236ace3f37c7bfd334a6e88ab3ba55cae0fa719a8e15f6303b21810",
 }
 
 
