@@ -18,8 +18,9 @@ module measures them here, on real files (``OsDisk``), with the real ``recover()
 
 Each figure is the median of ``repeats`` runs.  ``startup_s`` (a fresh interpreter that
 imports phase1, what a real restart also pays) is reported but not written: the simulator
-models a recovering process, not its interpreter, and a lesson can add it by hand.  ``write_calibration`` updates the keys in a
-YAML config file in place (other lines and comments kept), atomically.
+models a recovering process, not its interpreter, and a lesson can add it by hand.
+``write_calibration`` updates the keys in a YAML config file in place (other lines and
+comments kept), atomically.
 """
 
 from __future__ import annotations
