@@ -572,7 +572,7 @@ def bench_recovery(ctx: Context) -> list[Result]:
         t2 = time.perf_counter()
         read = read_wal(disk, config.wal_path, after_seq=core.last_seq, rows=True)
         t3 = time.perf_counter()
-        core.replay(read.records, to_record=record_of)
+        core.replay(read.records, to_record=record_of, enqueue_ids=read.enqueue_ids)
         t4 = time.perf_counter()
         core.check(settled=False)
         core.settle(0.0)

@@ -19,7 +19,9 @@
  * integers, true/false/null, nesting at most 64 deep); any other payload's extent is found
  * (strings, nesting) and `loads` (orjson.loads) parses exactly that slice; if it refuses,
  * the line is left to the caller too.  Every read is bounded by the line; the caller's
- * seq arguments must fit int64 (no seq read here has more than 18 digits).
+ * seq arguments must fit int64 (no seq read here has more than 18 digits).  Given a list
+ * `ids`, it also appends the job id of each ENQUEUE it appends to `out` (replay's
+ * up-front check that ENQUEUEs name distinct, unknown jobs then needs no pass over rows).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -687,9 +689,9 @@ static PyObject *decode_records(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t start;
     long long prev, after, priority_max;
-    PyObject *out, *rec_o, *job_o, *loads;
-    if (!PyArg_ParseTuple(args, "y*nLLO!OOOL:decode_records", &view, &start, &prev, &after,
-                          &PyList_Type, &out, &rec_o, &job_o, &loads, &priority_max))
+    PyObject *out, *rec_o, *job_o, *loads, *ids = Py_None;
+    if (!PyArg_ParseTuple(args, "y*nLLO!OOOL|O:decode_records", &view, &start, &prev, &after,
+                          &PyList_Type, &out, &rec_o, &job_o, &loads, &priority_max, &ids))
         return NULL;
     PyObject *result = NULL;
     decoder dc;
@@ -704,6 +706,10 @@ static PyObject *decode_records(PyObject *self, PyObject *args) {
     }
     if (!PyCallable_Check(loads)) {
         PyErr_SetString(PyExc_TypeError, "decode_records: loads must be callable");
+        goto done;
+    }
+    if (ids != Py_None && !PyList_CheckExact(ids)) {
+        PyErr_SetString(PyExc_TypeError, "decode_records: ids must be a list or None");
         goto done;
     }
     PyTypeObject *rec_t = (PyTypeObject *)rec_o, *job_t = (PyTypeObject *)job_o;
@@ -742,6 +748,8 @@ static PyObject *decode_records(PyObject *self, PyObject *args) {
         }
         if (f.seq > after) {
             int err = PyList_Append(out, rec);
+            if (err == 0 && f.type == T_ENQUEUE && ids != Py_None)
+                err = PyList_Append(ids, PyTuple_GET_ITEM(rec, 2)); /* its job id */
             Py_DECREF(rec);
             if (err < 0) goto done;
         } else {
@@ -766,9 +774,10 @@ static PyMethodDef methods[] = {
      "check_lines(data) -> int: leading lines of data whose checksum trailer holds."},
     {"crc32", crc32, METH_O, "crc32(data) -> int: zlib.crc32(data), for tests."},
     {"decode_records", decode_records, METH_VARARGS,
-     "decode_records(data, start, prev, after_seq, out, Record, Job, loads, priority_max)\n"
-     "-> (stop, lines, prev): append the Records of the writer-shaped lines of data from\n"
-     "offset start (those with seq > after_seq) to out; stop at the first other line."},
+     "decode_records(data, start, prev, after_seq, out, Record, Job, loads, priority_max,\n"
+     "ids=None) -> (stop, lines, prev): append the Records of the writer-shaped lines of\n"
+     "data from offset start (those with seq > after_seq) to out, and the job id of each\n"
+     "ENQUEUE among them to the list ids if given; stop at the first other line."},
     {NULL, NULL, 0, NULL},
 };
 

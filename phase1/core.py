@@ -647,6 +647,7 @@ class QueueCore:
         records: Iterable[Record] | Iterable[Any],
         *,
         to_record: Callable[[Any], Record] | None = None,
+        enqueue_ids: list[str] | None = None,
     ) -> int:
         """``apply`` each record in order; returns how many changed the core.
 
@@ -660,6 +661,10 @@ class QueueCore:
         ``records`` may also be plain tuples in a Record's field order (the WAL reader's
         rows); the moves above never read the timestamp or the reason, and any other row
         goes through ``to_record`` (which gives its Record) before ``apply``.
+
+        ``enqueue_ids``, if given, holds the job id of every ENQUEUE in ``records`` (the WAL
+        reader's ``WalRead.enqueue_ids``; extra ids only make the check below stricter), so
+        that check need not pass over every record to find them.
         """
         jobs = self._jobs
         in_flight = self._in_flight
@@ -687,7 +692,9 @@ class QueueCore:
         # likely a cache miss.  When every ENQUEUE in ``records`` names a distinct job that
         # was unknown before replay, none can be known at its turn either (a job becomes
         # known only by its ENQUEUE), so one set built up front answers for all of them.
-        fresh = type(records) is list and _fresh_enqueues(records, jobs, completed, dead)
+        fresh = type(records) is list and _fresh_enqueues(
+            records, jobs, completed, dead, enqueue_ids
+        )
         r: Any
         try:
             for r in records:
@@ -1223,12 +1230,18 @@ _APPLY: dict[str, Callable[[QueueCore, Record], None]] = {
 
 
 def _fresh_enqueues(
-    records: list[Any], jobs: dict[str, Any], completed: dict[str, None], dead: dict[str, str]
+    records: list[Any],
+    jobs: dict[str, Any],
+    completed: dict[str, None],
+    dead: dict[str, str],
+    ids: list[str] | None = None,
 ) -> bool:
     """Do the ENQUEUEs of ``records`` (Records or tuples of their fields) name distinct jobs,
-    none of them in ``jobs``, ``completed`` or ``dead``?  (C-speed passes: no Python loop.)"""
-    is_enqueue = map(eq, map(_get_type, records), repeat("ENQUEUE"))
-    ids = list(compress(map(_get_id, records), is_enqueue))
+    none of them in ``jobs``, ``completed`` or ``dead``?  (C-speed passes: no Python loop.)
+    ``ids``: their job ids if the caller has them (a superset answers no less safely)."""
+    if ids is None:
+        is_enqueue = map(eq, map(_get_type, records), repeat("ENQUEUE"))
+        ids = list(compress(map(_get_id, records), is_enqueue))
     fresh = set(ids)
     if len(fresh) != len(ids):
         return False

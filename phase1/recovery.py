@@ -164,7 +164,7 @@ def _recover(
         )
 
     try:
-        replayed = core.replay(read.records, to_record=record_of)
+        replayed = core.replay(read.records, to_record=record_of, enqueue_ids=read.enqueue_ids)
     except IllegalTransition as exc:
         # Every record passed its checksum, yet the story is impossible (records edited
         # or swapped with checksums recomputed, or a WAL from another queue): corruption.

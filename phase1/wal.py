@@ -797,6 +797,10 @@ class WalRead:
     bytes_read: int
     lines_read: int
     padding_bytes: int = 0
+    enqueue_ids: list[str] | None = None
+    """The job id of each ENQUEUE in ``records``, in order, where the C decoder read them
+    (``None`` otherwise); replay's up-front freshness check reads these instead of every
+    record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -821,6 +825,7 @@ class _Scan:
     lines_read: int = 0
     padding_bytes: int = 0
     damage: _Damage | None = None
+    enqueue_ids: list[str] | None = None
 
 
 def _valid_follows(lines: list[bytes]) -> bool:
@@ -893,12 +898,17 @@ def _read_py(
 
 
 def _read_c(
-    data: bytes, prev: int, after_seq: int, out: list[Any], row_type: type[tuple[Any, ...]]
+    data: bytes,
+    prev: int,
+    after_seq: int,
+    out: list[Any],
+    row_type: type[tuple[Any, ...]],
+    ids: list[str],
 ) -> tuple[int, int, int, _Bad | None, list[bytes]]:
     """``_read_py`` with the C decoder: it reads every line in the writer's own shape (as
     ``row_type``: Record, or a plain tuple of its fields) and stops at any other, which
     ``decode_line`` then reads (or names as damage); the tail after the last newline is
-    ``data[offset:]``."""
+    ``data[offset:]``.  The job id of every ENQUEUE put on ``out`` goes onto ``ids``."""
     pos = 0
     n = 0
     append = out.append
@@ -914,6 +924,7 @@ def _read_c(
             Job,
             orjson.loads,
             PRIORITY_MAX,
+            ids,
         )
         if k:
             n += k
@@ -936,6 +947,8 @@ def _read_c(
         prev = seq
         if seq > after_seq:
             append(rec)
+            if rec.type == "ENQUEUE":
+                ids.append(rec.job_id)
         n += 1
         pos = nl + 1
 
@@ -959,6 +972,8 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
     if disk.exists(wal_path):
         paths.append((wal_path, None))
     scan = _Scan()
+    if _c_decode is not None:
+        scan.enqueue_ids = []
     prev = 0
     for index, (path, name_seq) in enumerate(paths):
         whole = disk.read(path)
@@ -973,8 +988,9 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
         bad: tuple[int, int, str, int | None, bool] | None = None
         later: list[bytes] = []  # the complete lines after a bad one (is it followed?)
         if _c_decode is not None:
+            assert scan.enqueue_ids is not None
             n_lines, offset, prev, bad, later = _read_c(
-                data, prev, after_seq, scan.records, tuple if rows else Record
+                data, prev, after_seq, scan.records, tuple if rows else Record, scan.enqueue_ids
             )
             tail = data[offset:] if bad is None else b""
         else:
@@ -1059,6 +1075,7 @@ def read_wal(disk: Disk, wal_path: str, *, after_seq: int = 0, rows: bool = Fals
         scan.bytes_read,
         scan.lines_read,
         scan.padding_bytes,
+        scan.enqueue_ids,
     )
 
 

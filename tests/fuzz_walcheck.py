@@ -4,7 +4,8 @@ by pytest: ``tests/test_wal_c.py`` holds the differential tests it extends).
 Each case is a little workload's WAL, damaged (flipped, inserted and deleted bytes, values
 rewritten into odd JSON), often with every checksum recomputed so that only the field
 checks can refuse a line; ``decode_records`` runs on it from a random offset, and
-``read_wal`` must answer the same with and without the decoder.  To run it on a sanitized
+``read_wal`` must answer the same with and without the decoder (and the ENQUEUE ids the
+decoder lists must be those of the ENQUEUEs it read).  To run it on a sanitized
 build (a copy, so the worktree's .so stays the optimised one)::
 
     git archive HEAD | tar -x -C /tmp/asan && cd /tmp/asan
@@ -98,7 +99,11 @@ def main(seed: int, cases: int) -> int:
         start = rng.randint(0, len(data))
         prev = rng.choice([0, 0, 3])
         after = rng.randint(0, 5)
-        wal._c_decode(data, start, prev, after, out, Record, Job, orjson.loads, PRIORITY_MAX)
+        ids: list[str] = []
+        wal._c_decode(data, start, prev, after, out, Record, Job, orjson.loads, PRIORITY_MAX, ids)
+        if ids != [r.job_id for r in out if r.type == "ENQUEUE"]:  # type: ignore[attr-defined]
+            print(f"seed {seed} case {case}: ids {ids!r} are not the ENQUEUEs' of {out!r}")
+            return 1
         rows = rng.random() < 0.5
         with_c, without = both_ways({fuzz.WAL: data}, rows=rows, after_seq=rng.randint(0, 4))
         if with_c != without:

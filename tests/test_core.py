@@ -805,7 +805,7 @@ def _replayed_both_ways(start: QueueCore | None, records: list[Record]) -> list[
     """replay() of records (as Records and as plain tuples) and apply() one by one, from a
     copy of ``start``: (exception, last_seq, export) of each."""
     outcomes: list[object] = []
-    for how in ("apply", "replay", "replay tuples"):
+    for how in ("apply", "replay", "replay tuples", "replay with ids"):
         core = QueueCore(max_retry=3, task_timeout_s=1.0)
         if start is not None:
             core = QueueCore.restore(start.export(), max_retry=3, task_timeout_s=1.0)
@@ -816,8 +816,11 @@ def _replayed_both_ways(start: QueueCore | None, records: list[Record]) -> list[
                     core.apply(rec)
             elif how == "replay":
                 core.replay(records)
-            else:
+            elif how == "replay tuples":
                 core.replay([tuple(r) for r in records], to_record=lambda t: Record(*t))
+            else:  # as recovery calls it: the ENQUEUEs' job ids given (as the WAL reader's)
+                ids = [r.job_id for r in records if r.type == "ENQUEUE"]
+                core.replay([tuple(r) for r in records], to_record=Record._make, enqueue_ids=ids)
         except IllegalTransition as exc:
             error = str(exc)
         # replay holds a DISPATCH row in place of its InFlight until it ends

@@ -39,6 +39,9 @@ def _outcome(files: dict[str, bytes], rows: bool = False, after_seq: int = 0) ->
         return ("corruption", str(exc), exc.path, exc.line, exc.offset, exc.seq)
     records = [wal.record_of(r) for r in read.records]
     assert all(type(r) is Record for r in records)
+    if read.enqueue_ids is not None:  # the C reader's: exactly the ENQUEUEs' job ids
+        assert read.enqueue_ids == [r.job_id for r in records if r.type == "ENQUEUE"]
+    assert (read.enqueue_ids is None) == (wal._c_decode is None)
     return (records, read.torn, read.first_seq, read.last_seq, read.lines_read, read.bytes_read)
 
 
@@ -78,6 +81,13 @@ def test_decoder_reads_written_logs_as_decode_line_does(queue: tuple[Any, list[R
     assert 0 <= lines <= len(raw) and len(out) == lines
     assert out == [decode_line(line) for line in raw[:lines]]
     assert all(type(r) is Record and type(r.job) in (Job, type(None)) for r in out)
+    # with a list of ids: the job id of each ENQUEUE it keeps (seq > after_seq), in order
+    after = len(out) // 2
+    kept: list[Any] = []
+    ids: list[str] = []
+    res = wal._c_decode(data, 0, 0, after, kept, Record, Job, orjson.loads, PRIORITY_MAX, ids)
+    assert res == (stop, lines, prev) and kept == [r for r in out if r.seq > after]
+    assert ids == [r.job_id for r in kept if r.type == "ENQUEUE"]
     assert stop == sum(len(line) + 1 for line in raw[:lines])
     assert prev == (out[-1].seq if out else 0)
     assert both_ways({WAL: data}) == both_ways({WAL: data})[::-1]
@@ -139,6 +149,8 @@ def test_decoder_checks_its_arguments() -> None:
         wal._c_decode(b"ab", -1, 0, 0, [], Record, Job, orjson.loads, PRIORITY_MAX)
     with pytest.raises(TypeError):
         wal._c_decode(b"", 0, 0, 0, (), Record, Job, orjson.loads, PRIORITY_MAX)
+    with pytest.raises(TypeError):
+        wal._c_decode(b"", 0, 0, 0, [], Record, Job, orjson.loads, PRIORITY_MAX, ())
 
 
 def test_decoder_passes_on_errors_other_than_a_refused_payload() -> None:
