@@ -404,6 +404,13 @@ static PyObject *cached_ascii(PyObject **slot, cptr s, size_t n) {
     return o;
 }
 
+/* A new reference: v as an int, or None when the field was absent. */
+static PyObject *optional_long(int present, long long v) {
+    if (present) return PyLong_FromLongLong(v);
+    Py_INCREF(Py_None);
+    return Py_None;
+}
+
 static PyObject *job_id_str(id_cache *cache, cptr s, size_t n) {
     if (cache->slot == NULL) return ascii_str(s, n);
     return cached_ascii(&cache->slot[fnv1a(s, n) >> (32 - ID_CACHE_BITS)], s, n);
@@ -580,12 +587,7 @@ static PyObject *build_job(const fields *f, PyObject *job_id, PyTypeObject *job_
     PyTuple_SET_ITEM(job, 3, o);
     if ((o = PyLong_FromLongLong(f->priority)) == NULL) goto fail;
     PyTuple_SET_ITEM(job, 4, o);
-    if (f->has_scheduled) {
-        if ((o = PyLong_FromLongLong(f->scheduled)) == NULL) goto fail;
-    } else {
-        Py_INCREF(Py_None);
-        o = Py_None;
-    }
+    if ((o = optional_long(f->has_scheduled, f->scheduled)) == NULL) goto fail;
     PyTuple_SET_ITEM(job, 5, o);
     if ((o = PyTuple_New(f->n_deps)) == NULL) goto fail;
     PyTuple_SET_ITEM(job, 6, o);
@@ -651,12 +653,7 @@ static PyObject *build_record(decoder *dc, const fields *f, PyTypeObject *rec_t,
     PyTuple_SET_ITEM(rec, 3, dc->last_ms);
     if ((o = PyLong_FromLongLong(f->attempt)) == NULL) goto fail;
     PyTuple_SET_ITEM(rec, 4, o);
-    if (f->has_worker) {
-        if ((o = PyLong_FromLongLong(f->worker_id)) == NULL) goto fail;
-    } else {
-        Py_INCREF(Py_None);
-        o = Py_None;
-    }
+    if ((o = optional_long(f->has_worker, f->worker_id)) == NULL) goto fail;
     PyTuple_SET_ITEM(rec, 5, o);
     if (f->has_deadline) {
         if (dc->last_deadline_obj == NULL || dc->last_deadline != f->deadline_ms) {
