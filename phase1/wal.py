@@ -857,6 +857,24 @@ def _split(data: bytes) -> tuple[list[bytes], bytes]:
 _Bad = tuple[int, int, str, int | None, bool]
 
 
+class _LineFault(Exception):
+    """Why a line ends the good part of a segment: ``args`` = (reason, seq or None,
+    is_sequence_break)."""
+
+
+def _next_record(raw: bytes, prev: int) -> Record:
+    """``decode_line(raw)`` as the record after seq ``prev``, or ``_LineFault``."""
+    try:
+        rec = decode_line(raw)
+    except _BadRecord as exc:
+        raise _LineFault(exc.reason if raw else "empty line", _seq_of(raw), False) from None
+    seq = rec.seq
+    if prev and seq != prev + 1:
+        what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
+        raise _LineFault(f"seq {seq} {what} after seq {prev} (expected {prev + 1})", seq, True)
+    return rec
+
+
 def _read_py(
     data: bytes, prev: int, after_seq: int, out: list[Any], rows: bool
 ) -> tuple[int, int, int, _Bad | None, list[bytes], bytes]:
@@ -881,17 +899,11 @@ def _read_py(
     append = out.append
     for n, raw in enumerate(lines):
         try:
-            rec = decode_line(raw)
-        except _BadRecord as exc:
-            reason = exc.reason if raw else "empty line"
-            return n, offset, prev, (n, offset, reason, _seq_of(raw), False), lines[n + 1 :], tail
-        seq = rec.seq
-        if prev and seq != prev + 1:
-            what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
-            reason = f"seq {seq} {what} after seq {prev} (expected {prev + 1})"
-            return n, offset, prev, (n, offset, reason, seq, True), lines[n + 1 :], tail
-        prev = seq
-        if seq > after_seq:
+            rec = _next_record(raw, prev)
+        except _LineFault as fault:
+            return n, offset, prev, (n, offset, *fault.args), lines[n + 1 :], tail
+        prev = rec.seq
+        if prev > after_seq:
             append(rec)
         offset += len(raw) + 1
     return len(lines), offset, prev, None, [], tail
@@ -932,20 +944,13 @@ def _read_c(
         nl = data.find(b"\n", pos)
         if nl < 0:
             return n, pos, prev, None, []
-        raw = data[pos:nl]
         try:
-            rec = decode_line(raw)
-        except _BadRecord as exc:
-            reason = exc.reason if raw else "empty line"
-            later = _split(data[nl + 1 :])[0]
-            return n, pos, prev, (n, pos, reason, _seq_of(raw), False), later
-        seq = rec.seq
-        if prev and seq != prev + 1:
-            what = "repeats" if seq == prev else ("goes back" if seq < prev else "skips")
-            reason = f"seq {seq} {what} after seq {prev} (expected {prev + 1})"
-            return n, pos, prev, (n, pos, reason, seq, True), []
-        prev = seq
-        if seq > after_seq:
+            rec = _next_record(data[pos:nl], prev)
+        except _LineFault as fault:
+            later = [] if fault.args[2] else _split(data[nl + 1 :])[0]
+            return n, pos, prev, (n, pos, *fault.args), later
+        prev = rec.seq
+        if prev > after_seq:
             append(rec)
             if rec.type == "ENQUEUE":
                 ids.append(rec.job_id)
