@@ -766,6 +766,384 @@ done:
     return result;
 }
 
+/* == encode_records ======================================================================
+ * The writer's side: Records to their lines, byte for byte what phase1.wal's Python
+ * encoder writes, for the shapes it is sure of (see encode_one); any other record goes to
+ * the Python callback, so every odd case and every error message stays Python's. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} outbuf;
+
+static int ob_reserve(outbuf *o, size_t n) {
+    if (o->cap - o->len >= n) return 0;
+    size_t cap = o->cap ? o->cap : 1024;
+    while (cap - o->len < n) {
+        if (cap > (size_t)PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    char *b = PyMem_Realloc(o->buf, cap);
+    if (b == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->buf = b;
+    o->cap = cap;
+    return 0;
+}
+
+static int ob_put(outbuf *o, const void *s, size_t n) {
+    if (ob_reserve(o, n) < 0) return -1;
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    return 0;
+}
+#define OB_LIT(o, lit) ob_put((o), (lit), sizeof(lit) - 1)
+
+/* v in decimal, as both %d and orjson write it. */
+static int ob_ll(outbuf *o, long long v) {
+    char tmp[24], *e = tmp + sizeof(tmp), *p = e;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--p = '-';
+    return ob_put(o, p, (size_t)(e - p));
+}
+
+/* 1: o is an int (exactly) that fits long long, in *v; 0: anything else; -1: error. */
+static int exact_ll(PyObject *o, long long *v) {
+    if (!PyLong_CheckExact(o)) return 0;
+    int overflow;
+    *v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow) return 0;
+    if (*v == -1 && PyErr_Occurred()) return -1;
+    return 1;
+}
+
+/* 1 if s is an exact str of printable ASCII without '"' or '\\' (JSON needs no escape). */
+static int plain_str(PyObject *s) {
+    if (!PyUnicode_CheckExact(s) || !PyUnicode_IS_ASCII(s)) return 0;
+    const unsigned char *p = PyUnicode_1BYTE_DATA(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] > 0x7E || p[i] == '"' || p[i] == '\\') return 0;
+    return 1;
+}
+
+static int put_plain_str(outbuf *o, PyObject *s) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (ob_reserve(o, (size_t)n + 2) < 0) return -1;
+    o->buf[o->len++] = '"';
+    memcpy(o->buf + o->len, PyUnicode_1BYTE_DATA(s), (size_t)n);
+    o->len += (size_t)n;
+    o->buf[o->len++] = '"';
+    return 0;
+}
+
+/* dumps(v)'s bytes appended.  1: done; 0: dumps refused v with a TypeError (orjson's
+ * JSONEncodeError is one; cleared: the Python path raises it again); -1: other error. */
+static int put_dumped(outbuf *o, PyObject *dumps, PyObject *v) {
+    PyObject *b = PyObject_CallOneArg(dumps, v);
+    if (b == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    int r = 1;
+    if (!PyBytes_Check(b)) {
+        PyErr_SetString(PyExc_TypeError, "encode_records: dumps must return bytes");
+        r = -1;
+    } else if (ob_put(o, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b)) < 0) {
+        r = -1;
+    }
+    Py_DECREF(b);
+    return r;
+}
+
+/* A str field (job_id, reason) as orjson writes it: 1 done, 0 not a str orjson takes (or
+ * not a str at all), -1 error. */
+static int put_str(outbuf *o, PyObject *dumps, PyObject *s) {
+    if (plain_str(s)) return put_plain_str(o, s) < 0 ? -1 : 1;
+    if (!PyUnicode_CheckExact(s)) return 0;
+    return put_dumped(o, dumps, s);
+}
+
+#define ENCODE_DEPTH_MAX 32
+
+/* A payload in the plain subset (None, bools, ints that fit long long, plain strs, and
+ * dicts with plain str keys and lists of those, exact types, at most 32 deep) as orjson
+ * writes it.  1: written; 0: something else (partly written: the caller rewinds); -1:
+ * error.  Runs no Python code, so nothing can change the containers meanwhile. */
+static int put_value(outbuf *o, PyObject *v, int depth) {
+    if (v == Py_None) return OB_LIT(o, "null") < 0 ? -1 : 1;
+    if (v == Py_True) return OB_LIT(o, "true") < 0 ? -1 : 1;
+    if (v == Py_False) return OB_LIT(o, "false") < 0 ? -1 : 1;
+    if (PyLong_CheckExact(v)) {
+        long long x;
+        int r = exact_ll(v, &x);
+        if (r <= 0) return r;
+        return ob_ll(o, x) < 0 ? -1 : 1;
+    }
+    if (PyUnicode_CheckExact(v)) {
+        if (!plain_str(v)) return 0;
+        return put_plain_str(o, v) < 0 ? -1 : 1;
+    }
+    if (depth >= ENCODE_DEPTH_MAX) return 0;
+    if (PyDict_CheckExact(v)) {
+        if (OB_LIT(o, "{") < 0) return -1;
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        int first = 1;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            if (!plain_str(k)) return 0;
+            if ((!first && OB_LIT(o, ",") < 0) || put_plain_str(o, k) < 0 || OB_LIT(o, ":") < 0)
+                return -1;
+            first = 0;
+            int r = put_value(o, x, depth + 1);
+            if (r <= 0) return r;
+        }
+        return OB_LIT(o, "}") < 0 ? -1 : 1;
+    }
+    if (PyList_CheckExact(v)) {
+        if (OB_LIT(o, "[") < 0) return -1;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+            if (i && OB_LIT(o, ",") < 0) return -1;
+            int r = put_value(o, PyList_GET_ITEM(v, i), depth + 1);
+            if (r <= 0) return r;
+        }
+        return OB_LIT(o, "]") < 0 ? -1 : 1;
+    }
+    return 0;
+}
+
+/* A payload: built here when plain, else dumps(payload) (as the Python path calls it). */
+static int put_payload(outbuf *o, PyObject *dumps, PyObject *v) {
+    size_t mark = o->len;
+    int r = put_value(o, v, 0);
+    if (r != 0) return r;
+    o->len = mark;
+    return put_dumped(o, dumps, v);
+}
+
+/* The range phase1.wal._iso formats (years 1 to 9999); it refuses anything outside. */
+#define ISO_MS_MIN (-62135596800000LL)
+#define ISO_MS_MAX 253402300799999LL
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" of ms since 1970 (UTC), ms within the range above. */
+static void iso_of(long long ms, char out[24]) {
+    long long sec = ms / 1000, milli = ms % 1000;
+    if (milli < 0) {
+        milli += 1000;
+        sec -= 1;
+    }
+    long long days = sec / 86400, sod = sec % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days -= 1;
+    }
+    /* the civil date of a day number (H. Hinnant's algorithm) */
+    long long z = days + 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    long long d = doy - (153 * mp + 2) / 5 + 1;
+    long long m = mp < 10 ? mp + 3 : mp - 9;
+    long long y = yoe + era * 400 + (m <= 2);
+    long long f[7] = {y, m, d, sod / 3600, sod / 60 % 60, sod % 60, milli};
+    static const int width[7] = {4, 2, 2, 2, 2, 2, 3};
+    static const char sep[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+    int at = 0;
+    for (int i = 0; i < 7; i++) {
+        long long v = f[i];
+        for (int k = width[i] - 1; k >= 0; k--) {
+            out[at + k] = (char)('0' + v % 10);
+            v /= 10;
+        }
+        at += width[i];
+        out[at++] = sep[i];
+    }
+}
+
+typedef struct {
+    outbuf o;
+    PyTypeObject *rec_t, *job_t;
+    PyObject *dumps;
+    long long last_ms;
+    int have_stamp;
+    char stamp[24];
+} encoder;
+
+/* 1 if s is the exact str `lit` (interned as *cached). */
+static int str_is(PyObject *s, PyObject *cached) {
+    if (s == cached) return 1;
+    return PyUnicode_CheckExact(s) && PyUnicode_GET_LENGTH(s) == PyUnicode_GET_LENGTH(cached) &&
+           PyUnicode_Compare(s, cached) == 0;
+}
+
+static int type_of(PyObject *s) {
+    if (!PyUnicode_CheckExact(s)) return -1;
+    for (int t = 0; t < N_TYPES; t++)
+        if (s == type_str[t]) return t;
+    for (int t = 0; t < N_TYPES; t++)
+        if (str_is(s, type_str[t])) return t;
+    return -1;
+}
+
+/* Append rec's line.  1: done; 0: a record this does not vouch for (possibly partly
+ * written: the caller rewinds and asks Python); -1: an error is set.  Vouched for: a
+ * Record (exact type) whose seq, timestamp_ms (years 1-9999), attempt and the worker_id
+ * and deadline_ms present are ints that fit long long, whose type is one of the seven,
+ * job_id and any reason strs (orjson's dumps for those needing escapes), job None
+ * except for an ENQUEUE; an ENQUEUE only with nothing but its job, a plain one: a Job
+ * (exact type) with the same id, an int attempt, status "pending", an int priority, no
+ * scheduled_at, no depends_on (its payload built here or by dumps). */
+static int encode_one(encoder *e, PyObject *rec) {
+    if (Py_TYPE(rec) != e->rec_t || PyTuple_GET_SIZE(rec) != 9) return 0;
+    PyObject **it = ((PyTupleObject *)rec)->ob_item;
+    PyObject *job_id = it[2], *worker = it[5], *deadline = it[6], *reason = it[7], *job = it[8];
+    long long seq, ms, attempt, w = 0, dl = 0, jattempt = 0, priority = 0;
+    int r, t = type_of(it[1]);
+    if (t < 0) return 0;
+    if ((r = exact_ll(it[0], &seq)) <= 0 || (r = exact_ll(it[3], &ms)) <= 0 ||
+        (r = exact_ll(it[4], &attempt)) <= 0)
+        return r;
+    if (ms < ISO_MS_MIN || ms > ISO_MS_MAX || !PyUnicode_CheckExact(job_id)) return 0;
+    if (worker != Py_None && (r = exact_ll(worker, &w)) <= 0) return r;
+    if (deadline != Py_None && (r = exact_ll(deadline, &dl)) <= 0) return r;
+    if (reason != Py_None && !PyUnicode_CheckExact(reason)) return 0;
+    if (job == Py_None) {
+        if (t == T_ENQUEUE) return 0;
+    } else {
+        if (t != T_ENQUEUE || attempt != 0 || worker != Py_None || deadline != Py_None ||
+            reason != Py_None)
+            return 0;
+        if (Py_TYPE(job) != e->job_t || PyTuple_GET_SIZE(job) != 7) return 0;
+        PyObject **j = ((PyTupleObject *)job)->ob_item;
+        if (j[0] != job_id && !str_is(j[0], job_id)) return 0;
+        if (!str_is(j[3], str_pending) || j[5] != Py_None) return 0;
+        if (!PyTuple_CheckExact(j[6]) || PyTuple_GET_SIZE(j[6]) != 0) return 0;
+        if ((r = exact_ll(j[2], &jattempt)) <= 0 || (r = exact_ll(j[4], &priority)) <= 0)
+            return r;
+    }
+    if (!e->have_stamp || ms != e->last_ms) {
+        iso_of(ms, e->stamp);
+        e->last_ms = ms;
+        e->have_stamp = 1;
+    }
+    outbuf *o = &e->o;
+    size_t start = o->len;
+    const char *tn = TYPE_NAMES[t];
+    if (OB_LIT(o, "{\"seq\":") < 0 || ob_ll(o, seq) < 0 || OB_LIT(o, ",\"type\":\"") < 0 ||
+        ob_put(o, tn, strlen(tn)) < 0 || OB_LIT(o, "\",\"job_id\":") < 0)
+        return -1;
+    size_t id_at = o->len;
+    if ((r = put_str(o, e->dumps, job_id)) <= 0) return r;
+    size_t id_end = o->len;
+    if (OB_LIT(o, ",\"timestamp\":\"") < 0 || ob_put(o, e->stamp, 24) < 0 || OB_LIT(o, "\"") < 0)
+        return -1;
+    if (job != Py_None) {
+        PyObject *payload = ((PyTupleObject *)job)->ob_item[1];
+        if (OB_LIT(o, ",\"job\":{\"id\":") < 0 || ob_reserve(o, id_end - id_at) < 0) return -1;
+        memcpy(o->buf + o->len, o->buf + id_at, id_end - id_at); /* the id dumped once */
+        o->len += id_end - id_at;
+        if (OB_LIT(o, ",\"payload\":") < 0) return -1;
+        if ((r = put_payload(o, e->dumps, payload)) <= 0) return r;
+        if (OB_LIT(o, ",\"attempt\":") < 0 || ob_ll(o, jattempt) < 0 ||
+            OB_LIT(o, ",\"status\":\"pending\"") < 0)
+            return -1;
+        if (priority && (OB_LIT(o, ",\"priority\":") < 0 || ob_ll(o, priority) < 0)) return -1;
+        if (OB_LIT(o, "}") < 0) return -1;
+    } else {
+        if (attempt && (OB_LIT(o, ",\"attempt\":") < 0 || ob_ll(o, attempt) < 0)) return -1;
+        if (worker != Py_None && (OB_LIT(o, ",\"worker_id\":") < 0 || ob_ll(o, w) < 0))
+            return -1;
+        if (deadline != Py_None && (OB_LIT(o, ",\"deadline_ms\":") < 0 || ob_ll(o, dl) < 0))
+            return -1;
+        if (reason != Py_None) {
+            if (OB_LIT(o, ",\"reason\":") < 0) return -1;
+            if ((r = put_str(o, e->dumps, reason)) <= 0) return r;
+        }
+    }
+    uint32_t crc = crc32_of((const unsigned char *)o->buf + start, o->len - start);
+    if (ob_put(o, TRAILER, TRAILER_LEN) < 0 || ob_ll(o, (long long)crc) < 0 ||
+        OB_LIT(o, "}\n") < 0)
+        return -1;
+    return 1;
+}
+
+/* One record: encode_one's line, or fallback(rec)'s bytes. */
+static int encode_or_fallback(encoder *e, PyObject *rec, PyObject *fallback) {
+    size_t start = e->o.len;
+    int r = encode_one(e, rec);
+    if (r != 0) return r;
+    e->o.len = start;
+    PyObject *b = PyObject_CallOneArg(fallback, rec);
+    if (b == NULL) return -1;
+    int ok = PyBytes_Check(b);
+    if (!ok) PyErr_SetString(PyExc_TypeError, "encode_records: fallback must return bytes");
+    else ok = ob_put(&e->o, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b)) == 0;
+    Py_DECREF(b);
+    return ok ? 1 : -1;
+}
+
+static PyObject *encode_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_records(recs, Record, Job, dumps, fallback) takes 5 arguments");
+        return NULL;
+    }
+    PyObject *recs = args[0], *fallback = args[4];
+    if (!plain_tuple_type(args[1]) || !plain_tuple_type(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "encode_records: Record and Job must be NamedTuples");
+        return NULL;
+    }
+    if (!PyCallable_Check(args[3]) || !PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "encode_records: dumps and fallback must be callable");
+        return NULL;
+    }
+    encoder e;
+    memset(&e, 0, sizeof(e));
+    e.rec_t = (PyTypeObject *)args[1];
+    e.job_t = (PyTypeObject *)args[2];
+    e.dumps = args[3];
+    PyObject *result = NULL;
+    if (PyList_CheckExact(recs) || PyTuple_CheckExact(recs)) {
+        /* (by index, as a for loop reads a list: a fallback may change it meanwhile) */
+        int is_list = PyList_CheckExact(recs);
+        Py_ssize_t n = is_list ? PyList_GET_SIZE(recs) : PyTuple_GET_SIZE(recs);
+        if (n > 0 && n < PY_SSIZE_T_MAX / 256 && ob_reserve(&e.o, (size_t)n * 160) < 0) goto done;
+        for (Py_ssize_t i = 0; i < (is_list ? PyList_GET_SIZE(recs) : n); i++) {
+            PyObject *rec = is_list ? PyList_GET_ITEM(recs, i) : PyTuple_GET_ITEM(recs, i);
+            Py_INCREF(rec);
+            int r = encode_or_fallback(&e, rec, fallback);
+            Py_DECREF(rec);
+            if (r < 0) goto done;
+        }
+    } else {
+        PyObject *iter = PyObject_GetIter(recs), *rec;
+        if (iter == NULL) goto done;
+        while ((rec = PyIter_Next(iter)) != NULL) {
+            int r = encode_or_fallback(&e, rec, fallback);
+            Py_DECREF(rec);
+            if (r < 0) break;
+        }
+        Py_DECREF(iter);
+        if (PyErr_Occurred()) goto done;
+    }
+    result = PyBytes_FromStringAndSize(e.o.buf, (Py_ssize_t)e.o.len);
+done:
+    PyMem_Free(e.o.buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"check_lines", check_lines, METH_O,
      "check_lines(data) -> int: leading lines of data whose checksum trailer holds."},
@@ -775,6 +1153,9 @@ static PyMethodDef methods[] = {
      "ids=None) -> (stop, lines, prev): append the Records of the writer-shaped lines of\n"
      "data from offset start (those with seq > after_seq) to out, and the job id of each\n"
      "ENQUEUE among them to the list ids if given; stop at the first other line."},
+    {"encode_records", (PyCFunction)(void (*)(void))encode_records, METH_FASTCALL,
+     "encode_records(recs, Record, Job, dumps, fallback) -> bytes: the lines of recs as\n"
+     "phase1.wal writes them; each record this does not vouch for is fallback(record)."},
     {NULL, NULL, 0, NULL},
 };
 
