@@ -775,8 +775,8 @@ typedef struct {
     size_t len, cap;
 } outbuf;
 
-static int ob_reserve(outbuf *o, size_t n) {
-    if (o->cap - o->len >= n) return 0;
+/* ob_reserve's slow path: room for n more bytes. */
+static int ob_grow(outbuf *o, size_t n) {
     size_t cap = o->cap ? o->cap : 1024;
     while (cap - o->len < n) {
         if (cap > (size_t)PY_SSIZE_T_MAX / 2) {
@@ -795,7 +795,12 @@ static int ob_reserve(outbuf *o, size_t n) {
     return 0;
 }
 
-static int ob_put(outbuf *o, const void *s, size_t n) {
+/* (inline, as ob_put, so that the many short constant copies compile to moves) */
+static Py_ALWAYS_INLINE inline int ob_reserve(outbuf *o, size_t n) {
+    return o->cap - o->len >= n ? 0 : ob_grow(o, n);
+}
+
+static Py_ALWAYS_INLINE inline int ob_put(outbuf *o, const void *s, size_t n) {
     if (ob_reserve(o, n) < 0) return -1;
     memcpy(o->buf + o->len, s, n);
     o->len += n;
@@ -803,14 +808,26 @@ static int ob_put(outbuf *o, const void *s, size_t n) {
 }
 #define OB_LIT(o, lit) ob_put((o), (lit), sizeof(lit) - 1)
 
-/* v in decimal, as both %d and orjson write it. */
+static const char DIGIT_PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* v in decimal, as both %d and orjson write it (two digits a step). */
 static int ob_ll(outbuf *o, long long v) {
     char tmp[24], *e = tmp + sizeof(tmp), *p = e;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * (u % 100), 2);
+        u /= 100;
+    }
+    if (u >= 10) {
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * u, 2);
+    } else {
+        *--p = (char)('0' + u);
+    }
     if (v < 0) *--p = '-';
     return ob_put(o, p, (size_t)(e - p));
 }

@@ -11,6 +11,8 @@ and that the common shapes really are framed in C (no call back into Python).
 
 from __future__ import annotations
 
+import sys
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -417,3 +419,40 @@ def test_encoder_checks_its_arguments() -> None:
         enc(odd, Record, Job, orjson.dumps, lambda r: 1 // 0)
     with pytest.raises(ZeroDivisionError):  # not a TypeError: passed on, not a fallback
         enc([Record(1, "ACK", "é", T0, 1)], Record, Job, lambda v: 1 // 0, wal._encode_one)
+
+
+def test_no_reference_or_memory_leaks_on_any_path() -> None:
+    payload = {"a": [1, "x"]}
+    odd_payload = {"a": 1.5}  # through dumps
+    jid = "".join(["leak-", "é"])  # through dumps
+    reason = "".join(["r", "1"])
+    bad = object()  # orjson refuses it: back to Python, which raises
+    cases = [
+        [Record(1, "ENQUEUE", "a", T0, job=Job("a", payload))] * 3,
+        [Record(1, "ENQUEUE", "a", T0, job=Job("a", odd_payload, priority=2))],
+        [Record(1, "FAIL", jid, T0, 1, reason=reason), Record(2, "ACK", jid, T0, 1)],
+        [Record(1, "ACK", "a", T0, 1), Record(1, "ENQUEUE", "a", T0, job=Job("a", bad))],
+        [Record(1, "ACK", jid, 1.5, 1)],  # handed back
+        [Record(1, "ACK", "\ud800", T0, 1)],  # dumps raises in C, then Python raises
+        [Record(1, "ACK", "a", T0, 1 << 70, reason=reason)],
+    ]
+    watched: list[Any] = [payload, odd_payload, jid, reason, bad, *cases]
+
+    def run(times: int) -> None:
+        for _ in range(times):
+            for recs in cases:
+                outcome(wal.encode_records, recs)
+                outcome(wal.encode_records, iter(recs))
+
+    run(50)
+    before = [sys.getrefcount(o) for o in watched]
+    tracemalloc.start()
+    try:
+        run(50)
+        start = tracemalloc.get_traced_memory()[0]
+        run(500)
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert [sys.getrefcount(o) for o in watched] == before
+    assert grown < 50_000
