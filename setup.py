@@ -1,6 +1,7 @@
 """Only the optional C accelerator is built here; all metadata lives in pyproject.toml.
 
-``phase1._walcheck`` reads the WAL's lines (checksums, fields) at C speed during recovery.
+``phase1._walcheck`` reads the WAL's lines (checksums, fields) at C speed during recovery,
+and frames the writer's common records.
 ``optional=True``: without a C compiler the install still succeeds and ``phase1.wal`` uses
 its pure-Python path (same answers, slower).
 """

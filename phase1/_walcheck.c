@@ -22,6 +22,16 @@
  * seq arguments must fit int64 (no seq read here has more than 18 digits).  Given a list
  * `ids`, it also appends the job id of each ENQUEUE it appends to `out` (replay's
  * up-front check that ENQUEUEs name distinct, unknown jobs then needs no pass over rows).
+ *
+ * encode_records(recs, Record, Job, dumps, fallback) is the writer's side: the bytes
+ * phase1.wal's Python encoder (_encode_records_py) writes for recs, byte for byte, built
+ * here for the records it is sure of (see encode_one: the common DISPATCH / ACK / FAIL /
+ * TIMEOUT / RETRY / DEAD records, with or without a reason, and plain ENQUEUEs, fields of
+ * exact types, ints within long long, timestamps in years 1-9999).  Strings needing JSON
+ * escapes and payloads outside a plain subset go through `dumps` (orjson.dumps, as the
+ * Python path calls it); every other record, and any that `dumps` refuses, is
+ * fallback(record)'s bytes (the Python path), so odd cases and every error message stay
+ * Python's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1178,7 +1188,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "phase1._walcheck",
-    "The WAL's per-line checksums at C speed (optional; see phase1.wal).", -1, methods,
+    "The WAL's lines checked, decoded and encoded at C speed (optional; see phase1.wal).", -1,
+    methods,
     NULL, NULL, NULL, NULL,
 };
 
