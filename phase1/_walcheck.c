@@ -27,7 +27,8 @@
  * phase1.wal's Python encoder (_encode_records_py) writes for recs, byte for byte, built
  * here for the records it is sure of (see encode_one: the common DISPATCH / ACK / FAIL /
  * TIMEOUT / RETRY / DEAD records, with or without a reason, and plain ENQUEUEs, fields of
- * exact types, ints within long long, timestamps in years 1-9999).  Strings needing JSON
+ * exact types, ints within long long, timestamps in years 1-9999, and ENQUEUEs whose job
+ * has a status, a delay or dependencies).  Strings needing JSON
  * escapes and payloads outside a plain subset go through `dumps` (orjson.dumps, as the
  * Python path calls it); every other record, and any that `dumps` refuses, is
  * fallback(record)'s bytes (the Python path), so odd cases and every error message stay
@@ -957,6 +958,37 @@ static int put_payload(outbuf *o, PyObject *dumps, PyObject *v) {
     return put_dumped(o, dumps, v);
 }
 
+/* A payload inside the record's dict, as the Python path writes a job that is not plain
+ * (one dumps of the whole record, where orjson's recursion limit counts the two levels
+ * above the payload): built here when plain, else dumps([[payload]]) without its outer
+ * two brackets (the same two levels above it). */
+static int put_nested_payload(outbuf *o, PyObject *dumps, PyObject *v) {
+    size_t mark = o->len;
+    int r = put_value(o, v, 0);
+    if (r != 0) return r;
+    o->len = mark;
+    PyObject *inner = PyList_New(1), *outer;
+    if (inner == NULL) return -1;
+    Py_INCREF(v);
+    PyList_SET_ITEM(inner, 0, v);
+    if ((outer = PyList_New(1)) == NULL) {
+        Py_DECREF(inner);
+        return -1;
+    }
+    PyList_SET_ITEM(outer, 0, inner);
+    r = put_dumped(o, dumps, outer);
+    Py_DECREF(outer);
+    if (r <= 0) return r;
+    size_t n = o->len - mark;
+    if (n < 4 || memcmp(o->buf + mark, "[[", 2) != 0 || memcmp(o->buf + o->len - 2, "]]", 2) != 0) {
+        PyErr_SetString(PyExc_ValueError, "encode_records: dumps([[payload]]) is not [[...]]");
+        return -1;
+    }
+    memmove(o->buf + mark, o->buf + mark + 2, n - 4);
+    o->len -= 4;
+    return 1;
+}
+
 /* The range phase1.wal._iso formats (years 1 to 9999); it refuses anything outside. */
 #define ISO_MS_MIN (-62135596800000LL)
 #define ISO_MS_MAX 253402300799999LL
@@ -1028,15 +1060,17 @@ static int type_of(PyObject *s) {
  * Record (exact type) whose seq, timestamp_ms (years 1-9999), attempt and the worker_id
  * and deadline_ms present are ints that fit long long, whose type is one of the seven,
  * job_id and any reason strs (orjson's dumps for those needing escapes), job None
- * except for an ENQUEUE; an ENQUEUE only with nothing but its job, a plain one: a Job
- * (exact type) with the same id, an int attempt, status "pending", an int priority, no
- * scheduled_at, no depends_on (its payload built here or by dumps). */
+ * except for an ENQUEUE; an ENQUEUE only with nothing but its job: a Job (exact type) with
+ * the same id, int attempt and priority, a str status, a scheduled_at None, float or int,
+ * a tuple of strs as depends_on.  A plain job's payload (pending, no delay, no
+ * dependencies) is written as the Python path's dumps(payload) writes it, any other's as
+ * one dumps of the whole record would. */
 static int encode_one(encoder *e, PyObject *rec) {
     if (Py_TYPE(rec) != e->rec_t || PyTuple_GET_SIZE(rec) != 9) return 0;
     PyObject **it = ((PyTupleObject *)rec)->ob_item;
     PyObject *job_id = it[2], *worker = it[5], *deadline = it[6], *reason = it[7], *job = it[8];
     long long seq, ms, attempt, w = 0, dl = 0, jattempt = 0, priority = 0;
-    int r, t = type_of(it[1]);
+    int r, plain_job = 0, t = type_of(it[1]);
     if (t < 0) return 0;
     if ((r = exact_ll(it[0], &seq)) <= 0 || (r = exact_ll(it[3], &ms)) <= 0 ||
         (r = exact_ll(it[4], &attempt)) <= 0)
@@ -1054,10 +1088,13 @@ static int encode_one(encoder *e, PyObject *rec) {
         if (Py_TYPE(job) != e->job_t || PyTuple_GET_SIZE(job) != 7) return 0;
         PyObject **j = ((PyTupleObject *)job)->ob_item;
         if (j[0] != job_id && !str_is(j[0], job_id)) return 0;
-        if (!str_is(j[3], str_pending) || j[5] != Py_None) return 0;
-        if (!PyTuple_CheckExact(j[6]) || PyTuple_GET_SIZE(j[6]) != 0) return 0;
+        if (!PyUnicode_CheckExact(j[3]) || !PyTuple_CheckExact(j[6])) return 0;
+        if (j[5] != Py_None && !PyFloat_CheckExact(j[5]) && !PyLong_CheckExact(j[5])) return 0;
         if ((r = exact_ll(j[2], &jattempt)) <= 0 || (r = exact_ll(j[4], &priority)) <= 0)
             return r;
+        /* (exact types here, so exactly the jobs the Python path formats directly; the
+         * others it puts in a dict for one dumps of the whole record) */
+        plain_job = str_is(j[3], str_pending) && j[5] == Py_None && PyTuple_GET_SIZE(j[6]) == 0;
     }
     if (!e->have_stamp || ms != e->last_ms) {
         iso_of(ms, e->stamp);
@@ -1076,16 +1113,37 @@ static int encode_one(encoder *e, PyObject *rec) {
     if (OB_LIT(o, ",\"timestamp\":\"") < 0 || ob_put(o, e->stamp, 24) < 0 || OB_LIT(o, "\"") < 0)
         return -1;
     if (job != Py_None) {
-        PyObject *payload = ((PyTupleObject *)job)->ob_item[1];
+        PyObject **j = ((PyTupleObject *)job)->ob_item;
         if (OB_LIT(o, ",\"job\":{\"id\":") < 0 || ob_reserve(o, id_end - id_at) < 0) return -1;
         memcpy(o->buf + o->len, o->buf + id_at, id_end - id_at); /* the id dumped once */
         o->len += id_end - id_at;
         if (OB_LIT(o, ",\"payload\":") < 0) return -1;
-        if ((r = put_payload(o, e->dumps, payload)) <= 0) return r;
+        r = plain_job ? put_payload(o, e->dumps, j[1]) : put_nested_payload(o, e->dumps, j[1]);
+        if (r <= 0) return r;
         if (OB_LIT(o, ",\"attempt\":") < 0 || ob_ll(o, jattempt) < 0 ||
-            OB_LIT(o, ",\"status\":\"pending\"") < 0)
+            OB_LIT(o, ",\"status\":") < 0)
             return -1;
+        if ((r = put_str(o, e->dumps, j[3])) <= 0) return r;
         if (priority && (OB_LIT(o, ",\"priority\":") < 0 || ob_ll(o, priority) < 0)) return -1;
+        if (j[5] != Py_None) {
+            long long at;
+            if (OB_LIT(o, ",\"scheduled_at\":") < 0) return -1;
+            if (PyLong_CheckExact(j[5])) {
+                if ((r = exact_ll(j[5], &at)) <= 0) return r;
+                if (ob_ll(o, at) < 0) return -1;
+            } else if ((r = put_dumped(o, e->dumps, j[5])) <= 0) { /* a float */
+                return r;
+            }
+        }
+        Py_ssize_t ndeps = PyTuple_GET_SIZE(j[6]);
+        if (ndeps) {
+            if (OB_LIT(o, ",\"depends_on\":[") < 0) return -1;
+            for (Py_ssize_t i = 0; i < ndeps; i++) {
+                if (i && OB_LIT(o, ",") < 0) return -1;
+                if ((r = put_str(o, e->dumps, PyTuple_GET_ITEM(j[6], i))) <= 0) return r;
+            }
+            if (OB_LIT(o, "]") < 0) return -1;
+        }
         if (OB_LIT(o, "}") < 0) return -1;
     } else {
         if (attempt && (OB_LIT(o, ",\"attempt\":") < 0 || ob_ll(o, attempt) < 0)) return -1;
