@@ -23,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import orjson
 
@@ -94,10 +95,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class RedisServer:
+    client: Resp
+    version: str
+    folder: str
+    pid: int
+
+
 @contextmanager
-def redis_server(prefix: str) -> Iterator[tuple[Resp, str]]:
-    """A fresh ``redis-server`` (AOF, fsync every write, no RDB snapshots) in a temp folder:
-    (a connected client, the server's version); the server is killed and the folder
+def redis_server(prefix: str) -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` (AOF, fsync every write, no RDB snapshots) in a temp folder,
+    with a connected client; the server is stopped (killed if it lingers) and the folder
     removed whatever happens."""
     binary = redis_server_path()
     with temp_dir(prefix) as d:
@@ -154,7 +163,7 @@ def redis_server(prefix: str) -> Iterator[tuple[Resp, str]]:
             )
             if client.call("CONFIG", "GET", "appendfsync") != [b"appendfsync", b"always"]:
                 raise RuntimeError("redis-server is not running with appendfsync always")
-            yield client, version
+            yield RedisServer(client, version, d, proc.pid)
         finally:
             if client is not None:
                 client.close()
@@ -168,8 +177,8 @@ def redis_server(prefix: str) -> Iterator[tuple[Resp, str]]:
 
 def _measure(ctx: Context, prefix: str, e2e: bool) -> dict[str, float | str]:
     window = ctx.seconds(3.0)
-    with redis_server(prefix) as (r, version):
-        call = r.call
+    with redis_server(prefix) as server:
+        call, version = server.client.call, server.version
         for i in range(20):  # warm-up (the AOF file, the connection)
             call("LPUSH", "warm", job_body(i))
         call("DEL", "warm")
