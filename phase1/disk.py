@@ -102,8 +102,9 @@ class OsDisk:
     def read_mapped(self, path: str) -> mmap.mmap | bytes:
         """The file's bytes without copying them: a read-only ``mmap`` (``b""`` for an empty
         file), which the caller closes.  Not part of ``Disk``: the WAL reader uses it where
-        a disk has it, for a log of hundreds of MB (``read`` would copy every byte into new
-        memory that must be faulted in and freed again)."""
+        a disk has it, for closed segments of a log of hundreds of MB (``read`` would copy
+        every byte into new memory that must be faulted in and freed again).  Only for a
+        file nobody shortens meanwhile: reading a mapped page past a file's end is SIGBUS."""
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size == 0:
                 return b""

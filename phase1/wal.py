@@ -1010,10 +1010,16 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
     if _c_decode is not None:
         scan.enqueue_ids = []
     prev = 0
-    # The C path reads a segment where it lies (a mapped file) when the disk can map one.
+    # The C path reads a closed segment where it lies (a mapped file) when the disk can map
+    # one.  Never the active segment: a live writer cuts its padding off (rotate, close),
+    # and touching a mapped page past a file's new end is SIGBUS, not an error; closed
+    # segments are never cut (rotate fsyncs before naming them; dropping one unlinks it,
+    # which leaves a mapping intact).
     mapped = getattr(disk, "read_mapped", None) if _c_decode is not None else None
     for index, (path, name_seq) in enumerate(paths):
-        whole: bytes | mmap = mapped(path) if mapped is not None else disk.read(path)
+        whole: bytes | mmap = (
+            mapped(path) if mapped is not None and name_seq is not None else disk.read(path)
+        )
         # Only the active segment may be padded: rotate cuts the padding before the rename,
         # so trailing blank lines in a closed segment are damage like any other.
         file_size = len(whole)

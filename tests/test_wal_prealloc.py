@@ -96,9 +96,10 @@ def test_read_mapped_of_an_empty_file_is_empty_bytes(tmp_path: Path) -> None:
     assert OsDisk().read_mapped(str(tmp_path / "empty")) == b""
 
 
-def test_reading_a_padded_log_on_os_disk_maps_and_unmaps_every_segment(tmp_path: Path) -> None:
+def test_reading_a_log_on_os_disk_maps_closed_segments_only(tmp_path: Path) -> None:
     """The same records, torn tail and padding count from the mapped path as from ``read``
-    (a disk without ``read_mapped``), and no segment stays mapped afterwards."""
+    (a disk without ``read_mapped``); only closed segments are mapped, and none stays
+    mapped afterwards."""
     wal = str(tmp_path / "wal.log")
     writer = WalWriter(
         OsDisk(), wal, next_seq=1, policy="always", preallocate_bytes=4096, segment_bytes=2048
@@ -119,8 +120,18 @@ def test_reading_a_padded_log_on_os_disk_maps_and_unmaps_every_segment(tmp_path:
                 raise AttributeError(name)
             return getattr(self.disk, name)
 
-    mapped = read_wal(OsDisk(), wal)
+    class Watched(OsDisk):
+        asked: list[str] = []
+
+        def read_mapped(self, path: str) -> object:  # type: ignore[override]
+            self.asked.append(path)
+            return super().read_mapped(path)
+
+    watched = Watched()
+    mapped = read_wal(watched, wal)
     copied = read_wal(ReadOnly(), wal)  # type: ignore[arg-type]
+    # Never the active segment: a live writer cuts its padding (SIGBUS for a mapped reader)
+    assert watched.asked == mapped.segments[:-1] and mapped.segments[-1] == wal
     assert len(mapped.segments) > 1 and mapped.torn is not None
     assert (mapped.records, mapped.torn, mapped.padding_bytes, mapped.bytes_read) == (
         copied.records,
