@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <limits.h>
 #include <string.h>
+#include <math.h>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define HAVE_CLMUL_PATH 1
@@ -380,9 +381,98 @@ typedef struct {
     cptr payload, status;
     size_t payload_n, status_n;
     long long jattempt, priority, scheduled;
+    double scheduled_f; /* has_scheduled == 2: scheduled_at was a float */
     int has_priority, has_scheduled, n_deps;
     cptr deps, deps_end; /* depends_on's text between '[' and ']' */
 } fields;
+
+/* A job object in the writer's shape (`job_to_dict`: id, payload, attempt, status, then
+ * priority, scheduled_at, depends_on when set) into f's job fields, its id in *jid. */
+static int number_goes_on(unsigned char ch) { return ch == '.' || ch == 'e' || ch == 'E'; }
+
+/* A JSON number, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, as the correctly rounded
+ * double Python's float() gives; 0 for anything else, a text over 64 bytes, or a value
+ * beyond the doubles (left to Python, which refuses it). */
+static int json_double(cursor *c, double *out) {
+    cptr p = c->p, e = c->end;
+    if (p < e && *p == '-') p++;
+    if (p >= e || *p < '0' || *p > '9') return 0;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < e && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < e && *p == '.') {
+        cptr d = ++p;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+        if (p == d) return 0;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) p++;
+        cptr d = p;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+        if (p == d) return 0;
+    }
+    size_t n = (size_t)(p - c->p);
+    char text[65];
+    if (n > 64) return 0;
+    memcpy(text, c->p, n);
+    text[n] = '\0';
+    char *end;
+    double v = PyOS_string_to_double(text, &end, NULL); /* NULL: overflow gives +-inf */
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (end != text + n || !isfinite(v)) return 0;
+    *out = v;
+    c->p = p;
+    return 1;
+}
+
+static int parse_job(cursor *c, long long priority_max, int floats_ok, fields *f, cptr *jid,
+                     size_t *jid_n) {
+    if (!EAT(c, "{\"id\":") || !string(c, jid, jid_n)) return 0;
+    if (!EAT(c, ",\"payload\":")) return 0;
+    f->payload = c->p;
+    if (!skip_value(c, 1)) return 0;
+    f->payload_n = (size_t)(c->p - f->payload);
+    if (!EAT(c, ",\"attempt\":") || !integer(c, 0, &f->jattempt)) return 0;
+    if (!EAT(c, ",\"status\":") || !string(c, &f->status, &f->status_n)) return 0;
+    if (EAT(c, ",\"priority\":")) {
+        if (!integer(c, 0, &f->priority) || f->priority > priority_max) return 0;
+        f->has_priority = 1;
+    }
+    if (EAT(c, ",\"scheduled_at\":")) {
+        cptr at = c->p;
+        if (integer(c, 1, &f->scheduled) && (c->p >= c->end || !number_goes_on(*c->p))) {
+            f->has_scheduled = 1;
+        } else if (floats_ok && c->p > at && c->p < c->end && number_goes_on(*c->p)) {
+            /* a float (an integer of over 18 digits is left to Python) */
+            c->p = at;
+            if (!json_double(c, &f->scheduled_f)) return 0;
+            f->has_scheduled = 2;
+        } else {
+            return 0; /* left to Python */
+        }
+    }
+    if (EAT(c, ",\"depends_on\":[")) {
+        f->deps = f->deps_end = c->p;
+        if (!EAT(c, "]")) {
+            for (;;) {
+                cptr s;
+                size_t sn;
+                if (!string(c, &s, &sn)) return 0;
+                f->n_deps++;
+                f->deps_end = c->p;
+                if (EAT(c, "]")) break;
+                if (!EAT(c, ",")) return 0;
+            }
+        }
+    }
+    return EAT(c, "}");
+}
 
 /* Parse the body [p, p + n) of a line (everything before its trailer). */
 static int parse_body(cptr p, size_t n, long long priority_max, fields *f) {
@@ -427,38 +517,9 @@ static int parse_body(cptr p, size_t n, long long priority_max, fields *f) {
         size_t jid_n;
         if (f->type != T_ENQUEUE) return 0;
         f->has_job = 1;
-        if (!EAT(&c, "{\"id\":") || !string(&c, &jid, &jid_n) || jid_n != f->id_n ||
+        if (!parse_job(&c, priority_max, 0, f, &jid, &jid_n) || jid_n != f->id_n ||
             memcmp(jid, f->id, jid_n) != 0)
             return 0;
-        if (!EAT(&c, ",\"payload\":")) return 0;
-        f->payload = c.p;
-        if (!skip_value(&c, 1)) return 0;
-        f->payload_n = (size_t)(c.p - f->payload);
-        if (!EAT(&c, ",\"attempt\":") || !integer(&c, 0, &f->jattempt)) return 0;
-        if (!EAT(&c, ",\"status\":") || !string(&c, &f->status, &f->status_n)) return 0;
-        if (EAT(&c, ",\"priority\":")) {
-            if (!integer(&c, 0, &f->priority) || f->priority > priority_max) return 0;
-            f->has_priority = 1;
-        }
-        if (EAT(&c, ",\"scheduled_at\":")) {
-            if (!integer(&c, 1, &f->scheduled)) return 0; /* a float: left to Python */
-            f->has_scheduled = 1;
-        }
-        if (EAT(&c, ",\"depends_on\":[")) {
-            f->deps = f->deps_end = c.p;
-            if (!EAT(&c, "]")) {
-                for (;;) {
-                    cptr s;
-                    size_t sn;
-                    if (!string(&c, &s, &sn)) return 0;
-                    f->n_deps++;
-                    f->deps_end = c.p;
-                    if (EAT(&c, "]")) break;
-                    if (!EAT(&c, ",")) return 0;
-                }
-            }
-        }
-        if (!EAT(&c, "}")) return 0;
     } else if (f->type == T_ENQUEUE) {
         return 0;
     }
@@ -684,7 +745,9 @@ static PyObject *build_job(const fields *f, PyObject *job_id, PyTypeObject *job_
     PyTuple_SET_ITEM(job, 3, o);
     if ((o = PyLong_FromLongLong(f->priority)) == NULL) goto fail;
     PyTuple_SET_ITEM(job, 4, o);
-    if ((o = optional_long(f->has_scheduled, f->scheduled)) == NULL) goto fail;
+    o = f->has_scheduled == 2 ? PyFloat_FromDouble(f->scheduled_f)
+                              : optional_long(f->has_scheduled, f->scheduled);
+    if (o == NULL) goto fail;
     PyTuple_SET_ITEM(job, 5, o);
     if ((o = PyTuple_New(f->n_deps)) == NULL) goto fail;
     PyTuple_SET_ITEM(job, 6, o);
@@ -863,6 +926,91 @@ done:
     return result;
 }
 
+/* == decode_jobs ========================================================================= */
+static const char *const JOB_STATUSES[] = {"pending", "in_flight", "failed", "completed",
+                                           "dead"};
+
+static int known_status(cptr s, size_t n) {
+    for (size_t i = 0; i < sizeof(JOB_STATUSES) / sizeof(JOB_STATUSES[0]); i++)
+        if (strlen(JOB_STATUSES[i]) == n && memcmp(JOB_STATUSES[i], s, n) == 0) return 1;
+    return 0;
+}
+
+/* decode_jobs(data, Job, loads, priority_max) -> list[Job] | None: a snapshot's job array
+ * (`[job, ...]`, each in job_to_dict's shape, no whitespace) as the Jobs snapshot.py's
+ * msgspec path builds (scheduled_at as a float), or None, without judging, at anything else
+ * (escapes, floats, an unknown status, a payload loads refuses...): the caller then takes
+ * that path, which accepts it or names what is wrong. */
+static PyObject *decode_jobs(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    PyObject *job_o, *loads;
+    long long priority_max;
+    if (!PyArg_ParseTuple(args, "y*OOL:decode_jobs", &view, &job_o, &loads, &priority_max))
+        return NULL;
+    PyObject *out = NULL, *keys[KEY_CACHE] = {NULL};
+    if (!plain_tuple_type(job_o) || !PyCallable_Check(loads)) {
+        PyErr_SetString(PyExc_TypeError, "decode_jobs: Job must be a NamedTuple, loads callable");
+        goto done;
+    }
+    PyTypeObject *job_t = (PyTypeObject *)job_o;
+    if ((out = PyList_New(0)) == NULL) goto done;
+    cursor c = {view.buf, (cptr)view.buf + view.len};
+    int ok = EAT(&c, "[");
+    if (ok && !EAT(&c, "]")) {
+        for (;;) {
+            fields f;
+            cptr jid;
+            size_t jid_n;
+            f.priority = f.scheduled = 0;
+            f.has_priority = f.has_scheduled = f.n_deps = 0;
+            f.deps = f.deps_end = NULL;
+            if (!parse_job(&c, priority_max, 1, &f, &jid, &jid_n) || jid_n == 0 ||
+                !known_status(f.status, f.status_n)) {
+                ok = 0;
+                break;
+            }
+            PyObject *job_id = ascii_str(jid, jid_n);
+            if (job_id == NULL) goto fail;
+            PyObject *job = build_job(&f, job_id, job_t, loads, keys);
+            Py_DECREF(job_id);
+            if (job == NULL) {
+                if (PyErr_Occurred()) goto fail;
+                ok = 0; /* loads refused the payload */
+                break;
+            }
+            if (f.has_scheduled == 1) { /* snapshot.py's _fast_job: an int becomes a float */
+                PyObject *at = PyFloat_FromDouble((double)f.scheduled);
+                if (at == NULL) {
+                    Py_DECREF(job);
+                    goto fail;
+                }
+                Py_SETREF(((PyTupleObject *)job)->ob_item[5], at);
+            }
+            int err = PyList_Append(out, job);
+            Py_DECREF(job);
+            if (err < 0) goto fail;
+            if (EAT(&c, "]")) break;
+            if (!EAT(&c, ",")) {
+                ok = 0;
+                break;
+            }
+        }
+    }
+    if (!ok || c.p != c.end) {
+        Py_DECREF(out);
+        Py_INCREF(Py_None);
+        out = Py_None;
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    for (int k = 0; k < KEY_CACHE; k++) Py_XDECREF(keys[k]);
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyObject *crc32_table_only(PyObject *self, PyObject *arg) {
     (void)self;
     Py_buffer view;
@@ -876,6 +1024,9 @@ static PyMethodDef methods[] = {
     {"check_lines", check_lines, METH_O,
      "check_lines(data) -> int: leading lines of data whose checksum trailer holds."},
     {"crc32", crc32, METH_O, "crc32(data) -> int: zlib.crc32(data), for tests."},
+    {"decode_jobs", decode_jobs, METH_VARARGS,
+     "decode_jobs(data, Job, loads, priority_max) -> list | None: a snapshot's array of\n"
+     "jobs in the writer's shape as Jobs, or None for anything else (the caller decides)."},
     {"crc32_table", crc32_table_only, METH_O,
      "crc32_table(data) -> int: crc32 by the table path alone (no CLMUL), for tests."},
     {"decode_records", decode_records, METH_VARARGS,
