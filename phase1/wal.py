@@ -938,54 +938,41 @@ def _read_c(
     last newline is ``whole[offset:end]``.  The job id of every ENQUEUE put on ``out`` goes
     onto ``ids``.  ``whole`` may be a mapped file: only its lines are copied out of it."""
     with memoryview(whole) as view, view[:end] as data:
-        return _read_c_lines(whole, data, end, prev, after_seq, out, row_type, ids)
-
-
-def _read_c_lines(
-    whole: bytes | mmap,
-    data: memoryview,
-    end: int,
-    prev: int,
-    after_seq: int,
-    out: list[Any],
-    row_type: type[tuple[Any, ...]],
-    ids: list[str],
-) -> tuple[int, int, int, _Bad | None, list[bytes]]:
-    pos = 0
-    n = 0
-    append = out.append
-    while True:
-        # (no seq the decoder reads has more than 18 digits: beyond int64 it stops at once)
-        pos, k, c_prev = _c_decode(
-            data,
-            pos,
-            min(prev, _I64 - 1),
-            max(-1, min(after_seq, _I64)),
-            out,
-            row_type,
-            Job,
-            orjson.loads,
-            PRIORITY_MAX,
-            ids,
-        )
-        if k:
-            n += k
-            prev = c_prev
-        nl = whole.find(b"\n", pos, end)
-        if nl < 0:
-            return n, pos, prev, None, []
-        try:
-            rec = _next_record(whole[pos:nl], prev)
-        except _LineFault as fault:
-            later = [] if fault.args[2] else _split(whole[nl + 1 : end])[0]
-            return n, pos, prev, (n, pos, *fault.args), later
-        prev = rec.seq
-        if prev > after_seq:
-            append(rec)
-            if rec.type == "ENQUEUE":
-                ids.append(rec.job_id)
-        n += 1
-        pos = nl + 1
+        pos = 0
+        n = 0
+        append = out.append
+        while True:
+            # (no seq the decoder reads has more than 18 digits: beyond int64 it stops at once)
+            pos, k, c_prev = _c_decode(
+                data,
+                pos,
+                min(prev, _I64 - 1),
+                max(-1, min(after_seq, _I64)),
+                out,
+                row_type,
+                Job,
+                orjson.loads,
+                PRIORITY_MAX,
+                ids,
+            )
+            if k:
+                n += k
+                prev = c_prev
+            nl = whole.find(b"\n", pos, end)
+            if nl < 0:
+                return n, pos, prev, None, []
+            try:
+                rec = _next_record(whole[pos:nl], prev)
+            except _LineFault as fault:
+                later = [] if fault.args[2] else _split(whole[nl + 1 : end])[0]
+                return n, pos, prev, (n, pos, *fault.args), later
+            prev = rec.seq
+            if prev > after_seq:
+                append(rec)
+                if rec.type == "ENQUEUE":
+                    ids.append(rec.job_id)
+            n += 1
+            pos = nl + 1
 
 
 def _scan(disk: Disk, wal_path: str, after_seq: int, rows: bool = False) -> _Scan:
