@@ -49,24 +49,11 @@ def test_smoke_run_prints_every_benchmark(tmp_path: Path) -> None:
     assert (tmp_path / "recovery-profile.txt").exists()
 
 
-def test_only_selects_a_group(tmp_path: Path) -> None:
-    out = tmp_path / "disk.json"
+def _smoke(tmp_path: Path, only: str, **env: str) -> dict[str, dict[str, object]]:
+    """``python -m benchmarks --smoke --only ONLY``: its rows by name (none in error)."""
+    out = tmp_path / f"{only}.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "disk", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    names = {r["name"] for r in json.loads(out.read_text(encoding="utf-8"))["results"]}
-    assert names == {"disk.fsync", "disk.fsync_p50", "disk.fsync_p99", "disk.grouped_fsync"}
-
-
-def _peers_smoke(tmp_path: Path, **env: str) -> dict[str, dict[str, object]]:
-    out = tmp_path / "peers.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "peers", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "--smoke", "--only", only, "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -79,9 +66,14 @@ def _peers_smoke(tmp_path: Path, **env: str) -> dict[str, dict[str, object]]:
     return {r["name"]: r for r in results}
 
 
+def test_only_selects_a_group(tmp_path: Path) -> None:
+    names = set(_smoke(tmp_path, "disk"))
+    assert names == {"disk.fsync", "disk.fsync_p50", "disk.fsync_p99", "disk.grouped_fsync"}
+
+
 def test_peers_without_redis_are_skipped_with_a_note(tmp_path: Path) -> None:
     missing = str(tmp_path / "no-such-redis-server")
-    rows = _peers_smoke(tmp_path, PHASE1_BENCH_REDIS_SERVER=missing)
+    rows = _smoke(tmp_path, "peers", PHASE1_BENCH_REDIS_SERVER=missing)
     for name in ("peer.redis_lpush", "peer.redis_reliable_e2e"):
         assert rows[name]["figure"] is None
         assert rows[name]["notes"] == f"skipped (not installed: no {missing})"
@@ -95,7 +87,7 @@ needs_redis = pytest.mark.skipif(
 
 @needs_redis
 def test_peers_with_redis_measure_it(tmp_path: Path) -> None:
-    rows = _peers_smoke(tmp_path)
+    rows = _smoke(tmp_path, "peers")
     for name, label in (
         ("peer.redis_lpush", "sqlite3 1 thread, commit/job"),
         ("peer.redis_reliable_e2e", "sqlite3 3 commits/job"),
