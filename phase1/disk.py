@@ -108,8 +108,11 @@ class OsDisk:
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size == 0:
                 return b""
-            # MAP_POPULATE: the page tables filled in one call, not one fault per 64 kB
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            populate = getattr(mmap, "MAP_POPULATE", None)  # Linux
+            if populate is None:
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            # the page tables filled in one call, not one fault per 64 kB read
+            flags = mmap.MAP_SHARED | populate
             return mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
 
     # -- mutations -----------------------------------------------------------------
