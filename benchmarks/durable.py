@@ -10,7 +10,10 @@ Baselines are measured in the same run (``Context.shared`` measures each once):
 * recovery: reading the same WAL files and ``orjson.loads`` of every line (the floor of
   any JSON-lines recovery: no checks, no records, no replay);
 * memory: the same 1,000,000 ``Job`` objects held in a plain list (the core's overhead);
-* end to end: persist-queue's ``SQLiteAckQueue`` (put, get, ack per job, its defaults).
+* end to end: persist-queue's ``SQLiteAckQueue`` (put, get, ack per job, its defaults);
+* redis (``benchmarks.redis_peer``, when ``/usr/bin/redis-server`` exists): ``LPUSH`` per
+  job against sqlite3 1 thread, and LPUSH + LMOVE + LREM per job against sqlite3's three
+  commits per job (``e2e.sqlite3_3commits``), ``--appendfsync always``, one client.
 """
 
 from __future__ import annotations
@@ -792,6 +795,7 @@ def bench_peers(ctx: Context) -> list[Result]:
                 "(auto_commit, WAL journal): put + get + ack per job, one thread",
             )
         )
+    out.extend(_redis_rows(ctx))
     # phase1 doing the same walk: submit 1, dispatch 1, ack it; policy batch, one thread
     window = ctx.seconds(3.0)
     with temp_dir("e2e") as d:
@@ -826,6 +830,50 @@ def bench_peers(ctx: Context) -> list[Result]:
     return out
 
 
+def _redis_rows(ctx: Context) -> list[Result]:
+    """``peer.redis_lpush`` and ``peer.redis_reliable_e2e`` (skipped rows when absent)."""
+    from benchmarks.e2e import sqlite_three_commits
+    from benchmarks.redis_peer import redis_lpush, redis_reliable_e2e, redis_server_path
+
+    lpush = redis_lpush(ctx)
+    if lpush is None:
+        skipped = f"skipped (not installed: no {redis_server_path()})"
+        return [
+            ctx.result(name="peer.redis_lpush", figure=None, unit="jobs/s", notes=skipped),
+            ctx.result(name="peer.redis_reliable_e2e", figure=None, unit="jobs/s", notes=skipped),
+        ]
+    e2e = redis_reliable_e2e(ctx)
+    assert e2e is not None
+    base1, base3 = sqlite_one_thread(ctx), sqlite_three_commits(ctx)
+    server = (
+        f"redis-server {lpush['version']} --appendonly yes --appendfsync always --save '' "
+        "(AOF fdatasync before each write's reply), one synchronous client over RESP"
+    )
+    lpush_s, e2e_s = float(lpush["per_s"]), float(e2e["per_s"])
+    return [
+        ctx.result(
+            name="peer.redis_lpush",
+            figure=lpush_s,
+            unit="jobs/s",
+            baseline=base1,
+            baseline_label="sqlite3 1 thread, commit/job",
+            ratio=ratio(lpush_s, base1),
+            notes=f"{server}: one LPUSH of a {lpush['bytes']}-byte job per call, "
+            f"{lpush['jobs']:.0f} jobs",
+        ),
+        ctx.result(
+            name="peer.redis_reliable_e2e",
+            figure=e2e_s,
+            unit="jobs/s",
+            baseline=base3,
+            baseline_label="sqlite3 3 commits/job",
+            ratio=ratio(e2e_s, base3),
+            notes=f"{server}: LPUSH + LMOVE to a processing list + LREM (ack) per job, "
+            f"{e2e['jobs']:.0f} jobs (3 fsyncs/job)",
+        ),
+    ]
+
+
 BENCHMARKS = [
     ("durable.submit_batch100", bench_submit_batch),
     ("durable.threads16_leader", bench_threads_leader),
@@ -852,5 +900,7 @@ ROW_NAMES = [
     "durable.memory_pending",
     "durable.memory_pending_packed",
     "peer.persistqueue_ack_e2e",
+    "peer.redis_lpush",
+    "peer.redis_reliable_e2e",
     "durable.e2e_submit_dispatch_ack",
 ]

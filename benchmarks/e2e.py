@@ -9,7 +9,10 @@
   the row the ``durable`` group prints; measured once per run and shared),
   ``e2e.sqlite3_3commits`` (stdlib sqlite3, WAL journal, ``synchronous=FULL``: INSERT,
   UPDATE to in_flight, UPDATE to done, each committed), and ``e2e.beanstalkd`` (``-f 0``,
-  put + reserve + delete over its text protocol) only when ``/usr/bin/beanstalkd`` exists;
+  put + reserve + delete over its text protocol) only when ``/usr/bin/beanstalkd`` exists,
+  and ``peer.redis_reliable_e2e`` (``--appendfsync always``, LPUSH + LMOVE + LREM per job,
+  the row the ``durable`` group prints; see ``benchmarks.redis_peer``) only when
+  ``/usr/bin/redis-server`` exists;
 * ``e2e.crash_recovery``: the seed's crash test: ``python -m phase1 run`` on ~300 mixed jobs
   as a subprocess, SIGKILLed part way, restarted; the figure is the worst "recovered in X
   ms" the restarts print on stderr, against the seed's 3 s bar.
@@ -34,6 +37,7 @@ import orjson
 
 from benchmarks._harness import REPO, Context, Result, ratio, temp_dir
 from benchmarks.durable import _config, _job, _sqlite_open, persistqueue_e2e
+from benchmarks.redis_peer import redis_reliable_e2e
 from phase1.jobs import Job, generate_mixed_jobs
 
 WORKERS = 8
@@ -261,11 +265,17 @@ def _bench_controller(ctx: Context, prefetch: int) -> list[Result]:
     pq = persistqueue_e2e(ctx)
     sq = sqlite_three_commits(ctx)
     bs = beanstalkd_e2e(ctx)
+    rd = redis_reliable_e2e(ctx)
     n = ctx.size(60_000, smoke=1_000, minimum=SUBMIT_BATCH)
     with temp_dir(f"e2e-ctl-p{prefetch}") as d:
         run = controller_run(d, n, prefetch)
     per_s = n / run["elapsed_s"]
-    peers = {"persist-queue": pq, "sqlite3 3 commits": sq, "beanstalkd": bs}
+    peers = {
+        "persist-queue": pq,
+        "sqlite3 3 commits": sq,
+        "beanstalkd": bs,
+        "redis": None if rd is None else float(rd["per_s"]),
+    }
     measured = {k: v for k, v in peers.items() if v is not None}
     strongest = max(measured, key=lambda k: measured[k]) if measured else ""
     met = per_s >= TARGET_JOBS_S and all(per_s >= TARGET_X * v for v in measured.values())

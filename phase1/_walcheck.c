@@ -39,6 +39,12 @@
 #include <stdint.h>
 #include <limits.h>
 #include <string.h>
+#include <math.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_CLMUL_PATH 1
+static int have_clmul; /* set once by init_tables from the CPU's feature bits */
+#endif
 
 static uint32_t crc_table[8][256];
 static int little_endian;
@@ -54,10 +60,15 @@ static void init_tables(void) {
             crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
     uint16_t probe = 1;
     little_endian = *(const unsigned char *)&probe == 1;
+#ifdef HAVE_CLMUL_PATH
+    __builtin_cpu_init();
+    have_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+#endif
 }
 
-static uint32_t crc32_of(const unsigned char *p, size_t n) {
-    uint32_t c = 0xFFFFFFFFu;
+/* The table path: slicing-by-8 on little-endian machines, a byte at a time elsewhere.
+ * `c` is the running register (pre- and post-inverted by the caller). */
+static uint32_t crc32_table_update(uint32_t c, const unsigned char *p, size_t n) {
     if (little_endian) { /* slicing-by-8 */
         while (n >= 8) {
             uint32_t lo, hi;
@@ -73,7 +84,94 @@ static uint32_t crc32_of(const unsigned char *p, size_t n) {
         }
     }
     while (n--) c = crc_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    return c;
+}
+
+#ifdef HAVE_CLMUL_PATH
+/* Carry-less multiplication folding (Gopal et al., "Fast CRC Computation for Generic
+ * Polynomials Using PCLMULQDQ Instruction", Intel, 2009), the bit-reflected form for zlib's
+ * polynomial, as in Chromium's zlib (crc32_simd.c): fold 64 bytes at a time in four lanes,
+ * then 16 at a time, then reduce 128 -> 64 -> 32 bits (Barrett).  n >= 64 and a multiple
+ * of 16; `c` is the running register, as for the table path. */
+__attribute__((target("pclmul,sse4.1"))) static uint32_t crc32_clmul_update(
+    uint32_t c, const unsigned char *p, size_t n) {
+    const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);
+    const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009eLL, 0x01751997d0LL);
+    const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124LL);
+    const __m128i poly = _mm_set_epi64x(0x01f7011641LL, 0x01db710641LL);
+    const __m128i mask32 = _mm_setr_epi32(~0, 0, ~0, 0);
+    __m128i x0, x1, x2, x3, x4, x5, x6, x7, x8;
+
+    x1 = _mm_loadu_si128((const __m128i *)(p + 0x00));
+    x2 = _mm_loadu_si128((const __m128i *)(p + 0x10));
+    x3 = _mm_loadu_si128((const __m128i *)(p + 0x20));
+    x4 = _mm_loadu_si128((const __m128i *)(p + 0x30));
+    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)c));
+    p += 64;
+    n -= 64;
+    while (n >= 64) { /* four lanes, 512 bits apart */
+        x5 = _mm_clmulepi64_si128(x1, k1k2, 0x00);
+        x6 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
+        x7 = _mm_clmulepi64_si128(x3, k1k2, 0x00);
+        x8 = _mm_clmulepi64_si128(x4, k1k2, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, k1k2, 0x11);
+        x2 = _mm_clmulepi64_si128(x2, k1k2, 0x11);
+        x3 = _mm_clmulepi64_si128(x3, k1k2, 0x11);
+        x4 = _mm_clmulepi64_si128(x4, k1k2, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), _mm_loadu_si128((const __m128i *)(p + 0x00)));
+        x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), _mm_loadu_si128((const __m128i *)(p + 0x10)));
+        x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), _mm_loadu_si128((const __m128i *)(p + 0x20)));
+        x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), _mm_loadu_si128((const __m128i *)(p + 0x30)));
+        p += 64;
+        n -= 64;
+    }
+    /* the four lanes into one */
+    x0 = k3k4;
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x3), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x4), x5);
+    while (n >= 16) { /* single folds */
+        x2 = _mm_loadu_si128((const __m128i *)p);
+        x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+        p += 16;
+        n -= 16;
+    }
+    /* 128 -> 64 bits */
+    x2 = _mm_clmulepi64_si128(x1, x0, 0x10);
+    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
+    x2 = _mm_srli_si128(x1, 4);
+    x1 = _mm_and_si128(x1, mask32);
+    x1 = _mm_clmulepi64_si128(x1, k5k0, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    /* Barrett reduction to 32 bits */
+    x2 = _mm_and_si128(x1, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x10);
+    x2 = _mm_and_si128(x2, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    return (uint32_t)_mm_extract_epi32(x1, 1);
+}
+#endif
+
+static uint32_t crc32_of(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+#ifdef HAVE_CLMUL_PATH
+    if (have_clmul && n >= 64) {
+        size_t whole = n & ~(size_t)15;
+        c = crc32_clmul_update(c, p, whole);
+        p += whole;
+        n -= whole;
+    }
+#endif
+    return crc32_table_update(c, p, n) ^ 0xFFFFFFFFu;
 }
 
 static const char TRAILER[] = ",\"checksum\":";
@@ -294,9 +392,98 @@ typedef struct {
     cptr payload, status;
     size_t payload_n, status_n;
     long long jattempt, priority, scheduled;
+    double scheduled_f; /* has_scheduled == 2: scheduled_at was a float */
     int has_priority, has_scheduled, n_deps;
     cptr deps, deps_end; /* depends_on's text between '[' and ']' */
 } fields;
+
+/* A job object in the writer's shape (`job_to_dict`: id, payload, attempt, status, then
+ * priority, scheduled_at, depends_on when set) into f's job fields, its id in *jid. */
+static int number_goes_on(unsigned char ch) { return ch == '.' || ch == 'e' || ch == 'E'; }
+
+/* A JSON number, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, as the correctly rounded
+ * double Python's float() gives; 0 for anything else, a text over 64 bytes, or a value
+ * beyond the doubles (left to Python, which refuses it). */
+static int json_double(cursor *c, double *out) {
+    cptr p = c->p, e = c->end;
+    if (p < e && *p == '-') p++;
+    if (p >= e || *p < '0' || *p > '9') return 0;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < e && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < e && *p == '.') {
+        cptr d = ++p;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+        if (p == d) return 0;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < e && (*p == '+' || *p == '-')) p++;
+        cptr d = p;
+        while (p < e && *p >= '0' && *p <= '9') p++;
+        if (p == d) return 0;
+    }
+    size_t n = (size_t)(p - c->p);
+    char text[65];
+    if (n > 64) return 0;
+    memcpy(text, c->p, n);
+    text[n] = '\0';
+    char *end;
+    double v = PyOS_string_to_double(text, &end, NULL); /* NULL: overflow gives +-inf */
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (end != text + n || !isfinite(v)) return 0;
+    *out = v;
+    c->p = p;
+    return 1;
+}
+
+static int parse_job(cursor *c, long long priority_max, int floats_ok, fields *f, cptr *jid,
+                     size_t *jid_n) {
+    if (!EAT(c, "{\"id\":") || !string(c, jid, jid_n)) return 0;
+    if (!EAT(c, ",\"payload\":")) return 0;
+    f->payload = c->p;
+    if (!skip_value(c, 1)) return 0;
+    f->payload_n = (size_t)(c->p - f->payload);
+    if (!EAT(c, ",\"attempt\":") || !integer(c, 0, &f->jattempt)) return 0;
+    if (!EAT(c, ",\"status\":") || !string(c, &f->status, &f->status_n)) return 0;
+    if (EAT(c, ",\"priority\":")) {
+        if (!integer(c, 0, &f->priority) || f->priority > priority_max) return 0;
+        f->has_priority = 1;
+    }
+    if (EAT(c, ",\"scheduled_at\":")) {
+        cptr at = c->p;
+        if (integer(c, 1, &f->scheduled) && (c->p >= c->end || !number_goes_on(*c->p))) {
+            f->has_scheduled = 1;
+        } else if (floats_ok && c->p > at && c->p < c->end && number_goes_on(*c->p)) {
+            /* a float (an integer of over 18 digits is left to Python) */
+            c->p = at;
+            if (!json_double(c, &f->scheduled_f)) return 0;
+            f->has_scheduled = 2;
+        } else {
+            return 0; /* left to Python */
+        }
+    }
+    if (EAT(c, ",\"depends_on\":[")) {
+        f->deps = f->deps_end = c->p;
+        if (!EAT(c, "]")) {
+            for (;;) {
+                cptr s;
+                size_t sn;
+                if (!string(c, &s, &sn)) return 0;
+                f->n_deps++;
+                f->deps_end = c->p;
+                if (EAT(c, "]")) break;
+                if (!EAT(c, ",")) return 0;
+            }
+        }
+    }
+    return EAT(c, "}");
+}
 
 /* Parse the body [p, p + n) of a line (everything before its trailer). */
 static int parse_body(cptr p, size_t n, long long priority_max, fields *f) {
@@ -341,38 +528,9 @@ static int parse_body(cptr p, size_t n, long long priority_max, fields *f) {
         size_t jid_n;
         if (f->type != T_ENQUEUE) return 0;
         f->has_job = 1;
-        if (!EAT(&c, "{\"id\":") || !string(&c, &jid, &jid_n) || jid_n != f->id_n ||
+        if (!parse_job(&c, priority_max, 0, f, &jid, &jid_n) || jid_n != f->id_n ||
             memcmp(jid, f->id, jid_n) != 0)
             return 0;
-        if (!EAT(&c, ",\"payload\":")) return 0;
-        f->payload = c.p;
-        if (!skip_value(&c, 1)) return 0;
-        f->payload_n = (size_t)(c.p - f->payload);
-        if (!EAT(&c, ",\"attempt\":") || !integer(&c, 0, &f->jattempt)) return 0;
-        if (!EAT(&c, ",\"status\":") || !string(&c, &f->status, &f->status_n)) return 0;
-        if (EAT(&c, ",\"priority\":")) {
-            if (!integer(&c, 0, &f->priority) || f->priority > priority_max) return 0;
-            f->has_priority = 1;
-        }
-        if (EAT(&c, ",\"scheduled_at\":")) {
-            if (!integer(&c, 1, &f->scheduled)) return 0; /* a float: left to Python */
-            f->has_scheduled = 1;
-        }
-        if (EAT(&c, ",\"depends_on\":[")) {
-            f->deps = f->deps_end = c.p;
-            if (!EAT(&c, "]")) {
-                for (;;) {
-                    cptr s;
-                    size_t sn;
-                    if (!string(&c, &s, &sn)) return 0;
-                    f->n_deps++;
-                    f->deps_end = c.p;
-                    if (EAT(&c, "]")) break;
-                    if (!EAT(&c, ",")) return 0;
-                }
-            }
-        }
-        if (!EAT(&c, "}")) return 0;
     } else if (f->type == T_ENQUEUE) {
         return 0;
     }
@@ -598,7 +756,9 @@ static PyObject *build_job(const fields *f, PyObject *job_id, PyTypeObject *job_
     PyTuple_SET_ITEM(job, 3, o);
     if ((o = PyLong_FromLongLong(f->priority)) == NULL) goto fail;
     PyTuple_SET_ITEM(job, 4, o);
-    if ((o = optional_long(f->has_scheduled, f->scheduled)) == NULL) goto fail;
+    o = f->has_scheduled == 2 ? PyFloat_FromDouble(f->scheduled_f)
+                              : optional_long(f->has_scheduled, f->scheduled);
+    if (o == NULL) goto fail;
     PyTuple_SET_ITEM(job, 5, o);
     if ((o = PyTuple_New(f->n_deps)) == NULL) goto fail;
     PyTuple_SET_ITEM(job, 6, o);
@@ -775,6 +935,100 @@ done:
     Py_XDECREF(dc.last_deadline_obj);
     PyBuffer_Release(&view);
     return result;
+}
+
+/* == decode_jobs ========================================================================= */
+static const char *const JOB_STATUSES[] = {"pending", "in_flight", "failed", "completed",
+                                           "dead"};
+
+static int known_status(cptr s, size_t n) {
+    for (size_t i = 0; i < sizeof(JOB_STATUSES) / sizeof(JOB_STATUSES[0]); i++)
+        if (strlen(JOB_STATUSES[i]) == n && memcmp(JOB_STATUSES[i], s, n) == 0) return 1;
+    return 0;
+}
+
+/* decode_jobs(data, Job, loads, priority_max) -> list[Job] | None: a snapshot's job array
+ * (`[job, ...]`, each in job_to_dict's shape, no whitespace) as the Jobs snapshot.py's
+ * msgspec path builds (scheduled_at as a float), or None, without judging, at anything else
+ * (escapes, floats, an unknown status, a payload loads refuses...): the caller then takes
+ * that path, which accepts it or names what is wrong. */
+static PyObject *decode_jobs(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    PyObject *job_o, *loads;
+    long long priority_max;
+    if (!PyArg_ParseTuple(args, "y*OOL:decode_jobs", &view, &job_o, &loads, &priority_max))
+        return NULL;
+    PyObject *out = NULL, *keys[KEY_CACHE] = {NULL};
+    if (!plain_tuple_type(job_o) || !PyCallable_Check(loads)) {
+        PyErr_SetString(PyExc_TypeError, "decode_jobs: Job must be a NamedTuple, loads callable");
+        goto done;
+    }
+    PyTypeObject *job_t = (PyTypeObject *)job_o;
+    if ((out = PyList_New(0)) == NULL) goto done;
+    cursor c = {view.buf, (cptr)view.buf + view.len};
+    int ok = EAT(&c, "[");
+    if (ok && !EAT(&c, "]")) {
+        for (;;) {
+            fields f;
+            cptr jid;
+            size_t jid_n;
+            f.priority = f.scheduled = 0;
+            f.has_priority = f.has_scheduled = f.n_deps = 0;
+            f.deps = f.deps_end = NULL;
+            if (!parse_job(&c, priority_max, 1, &f, &jid, &jid_n) || jid_n == 0 ||
+                !known_status(f.status, f.status_n)) {
+                ok = 0;
+                break;
+            }
+            PyObject *job_id = ascii_str(jid, jid_n);
+            if (job_id == NULL) goto fail;
+            PyObject *job = build_job(&f, job_id, job_t, loads, keys);
+            Py_DECREF(job_id);
+            if (job == NULL) {
+                if (PyErr_Occurred()) goto fail;
+                ok = 0; /* loads refused the payload */
+                break;
+            }
+            if (f.has_scheduled == 1) { /* snapshot.py's _fast_job: an int becomes a float */
+                PyObject *at = PyFloat_FromDouble((double)f.scheduled);
+                if (at == NULL) {
+                    Py_DECREF(job);
+                    goto fail;
+                }
+                Py_SETREF(((PyTupleObject *)job)->ob_item[5], at);
+            }
+            int err = PyList_Append(out, job);
+            Py_DECREF(job);
+            if (err < 0) goto fail;
+            if (EAT(&c, "]")) break;
+            if (!EAT(&c, ",")) {
+                ok = 0;
+                break;
+            }
+        }
+    }
+    if (!ok || c.p != c.end) {
+        Py_DECREF(out);
+        Py_INCREF(Py_None);
+        out = Py_None;
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    for (int k = 0; k < KEY_CACHE; k++) Py_XDECREF(keys[k]);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *crc32_table_only(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    uint32_t c = crc32_table_update(0xFFFFFFFFu, view.buf, (size_t)view.len) ^ 0xFFFFFFFFu;
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(c);
 }
 
 /* == encode_records ======================================================================
@@ -1233,6 +1487,11 @@ static PyMethodDef methods[] = {
     {"check_lines", check_lines, METH_O,
      "check_lines(data) -> int: leading lines of data whose checksum trailer holds."},
     {"crc32", crc32, METH_O, "crc32(data) -> int: zlib.crc32(data), for tests."},
+    {"decode_jobs", decode_jobs, METH_VARARGS,
+     "decode_jobs(data, Job, loads, priority_max) -> list | None: a snapshot's array of\n"
+     "jobs in the writer's shape as Jobs, or None for anything else (the caller decides)."},
+    {"crc32_table", crc32_table_only, METH_O,
+     "crc32_table(data) -> int: crc32 by the table path alone (no CLMUL), for tests."},
     {"decode_records", decode_records, METH_VARARGS,
      "decode_records(data, start, prev, after_seq, out, Record, Job, loads, priority_max,\n"
      "ids=None) -> (stop, lines, prev): append the Records of the writer-shaped lines of\n"
@@ -1259,5 +1518,16 @@ PyMODINIT_FUNC PyInit__walcheck(void) {
     }
     if (str_pending == NULL && (str_pending = PyUnicode_InternFromString("pending")) == NULL)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+#ifdef HAVE_CLMUL_PATH
+    int clmul = have_clmul;
+#else
+    int clmul = 0;
+#endif
+    if (PyModule_AddIntConstant(m, "HAVE_CLMUL", clmul) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

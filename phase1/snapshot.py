@@ -348,7 +348,7 @@ class _FastFlight(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 class _FastSnapshot(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    queue: list[_FastJob]
+    queue: msgspec.Raw  # _jobs_of: the C decoder's, else list[_FastJob]
     in_flight: dict[str, _FastFlight]
     completed: list[str]
     dead: list[str]
@@ -360,6 +360,12 @@ class _FastSnapshot(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _fast_snapshot = msgspec.json.Decoder(_FastSnapshot).decode
+_fast_jobs = msgspec.json.Decoder(list[_FastJob]).decode
+
+try:  # the optional C accelerator (setup.py); without it, msgspec + _fast_job per job
+    from phase1._walcheck import decode_jobs as _c_decode_jobs
+except ImportError:  # pragma: no cover - depends on the build
+    _c_decode_jobs = None
 
 
 def _fast_job(j: _FastJob) -> Job:
@@ -379,6 +385,16 @@ def _fast_job(j: _FastJob) -> Job:
     )
 
 
+def _jobs_of(raw: msgspec.Raw) -> list[Job]:
+    """The snapshot's queue: in C where every job is in the writer's own shape (the same
+    Jobs, tested against this path), else through msgspec's checks and ``_fast_job``."""
+    if _c_decode_jobs is not None:
+        jobs: list[Job] | None = _c_decode_jobs(raw, Job, orjson.loads, PRIORITY_MAX)
+        if jobs is not None:
+            return jobs
+    return list(map(_fast_job, _fast_jobs(raw)))
+
+
 def _decode_fast(data: bytes) -> CoreState | None:
     cut = data.rfind(CHECKSUM_MARKER)
     if cut < 0 or not data.endswith(b"}\n"):
@@ -390,7 +406,7 @@ def _decode_fast(data: bytes) -> CoreState | None:
         snap = _fast_snapshot(data)
         if snap.checksum != int(digits):
             return None
-        pending = list(map(_fast_job, snap.queue))
+        pending = _jobs_of(snap.queue)
         failed = list(map(_fast_job, snap.failed))
         in_flight: list[tuple[Job, InFlight]] = []
         for job_id, f in snap.in_flight.items():

@@ -92,7 +92,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -102,6 +102,9 @@ from phase1.disk import Disk, folder_of
 from phase1.errors import DurabilityError, WalCorruptionError
 from phase1.jobs import PRIORITY_MAX, Job, job_from_dict, job_to_dict
 from phase1.protocol import CORRECT, Protocol
+
+if TYPE_CHECKING:
+    from mmap import mmap  # OsDisk.read_mapped's (wal itself does no I/O)
 
 __all__ = [
     "POLICIES",
@@ -862,12 +865,23 @@ def _valid_follows(lines: list[bytes]) -> bool:
     return False
 
 
-def data_end(data: bytes) -> int:
+def data_end(data: bytes | mmap) -> int:
     """Where a segment's records end: before its trailing padding (``PAD`` bytes after the
-    last record's own newline).  A segment of nothing but padding ends at 0."""
-    if not data.endswith(b"\n\n") and data != PAD:
-        return len(data)  # no padding: the common case costs two byte compares
-    end = len(data.rstrip(PAD))
+    last record's own newline).  A segment of nothing but padding ends at 0.  ``data`` may
+    be a mapped file (``OsDisk.read_mapped``): it is read from the end, a slice at a time."""
+    n = len(data)
+    if data[n - 2 :] != b"\n\n" and not (n == 1 and data[:1] == PAD):
+        return n  # no padding: the common case costs two byte compares
+    if type(data) is bytes:
+        end = len(data.rstrip(PAD))
+    else:
+        end = n
+        while end:
+            start = max(0, end - (1 << 16))
+            kept = len(data[start:end].rstrip(PAD))
+            end = start + kept
+            if kept:
+                break
     return end + 1 if end else 0
 
 
@@ -933,52 +947,55 @@ def _read_py(
 
 
 def _read_c(
-    data: bytes,
+    whole: bytes | mmap,
+    end: int,
     prev: int,
     after_seq: int,
     out: list[Any],
     row_type: type[tuple[Any, ...]],
     ids: list[str],
 ) -> tuple[int, int, int, _Bad | None, list[bytes]]:
-    """``_read_py`` with the C decoder: it reads every line in the writer's own shape (as
-    ``row_type``: Record, or a plain tuple of its fields) and stops at any other, which
-    ``decode_line`` then reads (or names as damage); the tail after the last newline is
-    ``data[offset:]``.  The job id of every ENQUEUE put on ``out`` goes onto ``ids``."""
-    pos = 0
-    n = 0
-    append = out.append
-    while True:
-        # (no seq the decoder reads has more than 18 digits: beyond int64 it stops at once)
-        pos, k, c_prev = _c_decode(
-            data,
-            pos,
-            min(prev, _I64 - 1),
-            max(-1, min(after_seq, _I64)),
-            out,
-            row_type,
-            Job,
-            orjson.loads,
-            PRIORITY_MAX,
-            ids,
-        )
-        if k:
-            n += k
-            prev = c_prev
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            return n, pos, prev, None, []
-        try:
-            rec = _next_record(data[pos:nl], prev)
-        except _LineFault as fault:
-            later = [] if fault.args[2] else _split(data[nl + 1 :])[0]
-            return n, pos, prev, (n, pos, *fault.args), later
-        prev = rec.seq
-        if prev > after_seq:
-            append(rec)
-            if rec.type == "ENQUEUE":
-                ids.append(rec.job_id)
-        n += 1
-        pos = nl + 1
+    """``_read_py`` of ``whole[:end]`` with the C decoder: it reads every line in the
+    writer's own shape (as ``row_type``: Record, or a plain tuple of its fields) and stops
+    at any other, which ``decode_line`` then reads (or names as damage); the tail after the
+    last newline is ``whole[offset:end]``.  The job id of every ENQUEUE put on ``out`` goes
+    onto ``ids``.  ``whole`` may be a mapped file: only its lines are copied out of it."""
+    with memoryview(whole) as view, view[:end] as data:
+        pos = 0
+        n = 0
+        append = out.append
+        while True:
+            # (no seq the decoder reads has more than 18 digits: beyond int64 it stops at once)
+            pos, k, c_prev = _c_decode(
+                data,
+                pos,
+                min(prev, _I64 - 1),
+                max(-1, min(after_seq, _I64)),
+                out,
+                row_type,
+                Job,
+                orjson.loads,
+                PRIORITY_MAX,
+                ids,
+            )
+            if k:
+                n += k
+                prev = c_prev
+            nl = whole.find(b"\n", pos, end)
+            if nl < 0:
+                return n, pos, prev, None, []
+            try:
+                rec = _next_record(whole[pos:nl], prev)
+            except _LineFault as fault:
+                later = [] if fault.args[2] else _split(whole[nl + 1 : end])[0]
+                return n, pos, prev, (n, pos, *fault.args), later
+            prev = rec.seq
+            if prev > after_seq:
+                append(rec)
+                if rec.type == "ENQUEUE":
+                    ids.append(rec.job_id)
+            n += 1
+            pos = nl + 1
 
 
 def _scan(disk: Disk, wal_path: str, after_seq: int, rows: bool = False) -> _Scan:
@@ -1003,25 +1020,45 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
     if _c_decode is not None:
         scan.enqueue_ids = []
     prev = 0
+    # The C path reads a closed segment where it lies (a mapped file) when the disk can map
+    # one.  Never the active segment: a live writer cuts its padding off (rotate, close),
+    # and touching a mapped page past a file's new end is SIGBUS, not an error; closed
+    # segments are never cut (rotate fsyncs before naming them; dropping one unlinks it,
+    # which leaves a mapping intact).
+    mapped = getattr(disk, "read_mapped", None) if _c_decode is not None else None
     for index, (path, name_seq) in enumerate(paths):
-        whole = disk.read(path)
+        whole: bytes | mmap = (
+            mapped(path) if mapped is not None and name_seq is not None else disk.read(path)
+        )
         # Only the active segment may be padded: rotate cuts the padding before the rename,
         # so trailing blank lines in a closed segment are damage like any other.
-        data_bytes = data_end(whole) if name_seq is None else len(whole)
-        data = whole if data_bytes == len(whole) else whole[:data_bytes]
+        file_size = len(whole)
+        data_bytes = data_end(whole) if name_seq is None else file_size
         scan.segments.append(path)
         scan.bytes_read += data_bytes
-        scan.padding_bytes += len(whole) - data_bytes
+        scan.padding_bytes += file_size - data_bytes
         # (0-based line index, byte offset, reason, seq if readable, is a sequence break)
         bad: tuple[int, int, str, int | None, bool] | None = None
         later: list[bytes] = []  # the complete lines after a bad one (is it followed?)
         if _c_decode is not None:
             assert scan.enqueue_ids is not None
-            n_lines, offset, prev, bad, later = _read_c(
-                data, prev, after_seq, scan.records, tuple if rows else Record, scan.enqueue_ids
-            )
-            tail = data[offset:] if bad is None else b""
+            try:
+                n_lines, offset, prev, bad, later = _read_c(
+                    whole,
+                    data_bytes,
+                    prev,
+                    after_seq,
+                    scan.records,
+                    tuple if rows else Record,
+                    scan.enqueue_ids,
+                )
+                tail = whole[offset:data_bytes] if bad is None else b""
+            finally:
+                if not isinstance(whole, bytes):
+                    whole.close()
         else:
+            assert isinstance(whole, bytes)  # (mapped only for the C path)
+            data = whole if data_bytes == file_size else whole[:data_bytes]
             n_lines, offset, prev, bad, later, tail = _read_py(
                 data, prev, after_seq, scan.records, rows
             )
@@ -1042,9 +1079,7 @@ def _scan_segments(disk: Disk, wal_path: str, after_seq: int, rows: bool) -> _Sc
             # Corruption unless it is damage in the last file with nothing valid after it
             # (a closed last file is never torn: rotate fsyncs before renaming).
             followed = sequence or not last_file or name_seq is not None or _valid_follows(later)
-            scan.damage = _Damage(
-                path, n + 1, off, reason, seq_read, sequence, followed, len(whole)
-            )
+            scan.damage = _Damage(path, n + 1, off, reason, seq_read, sequence, followed, file_size)
             break
     scan.last_seq = prev
     if scan.lines_read:

@@ -207,6 +207,38 @@ def test_the_c_accelerator_is_built() -> None:
     assert _walcheck.crc32(b"") == zlib.crc32(b"") and _walcheck.crc32(GOOD) == zlib.crc32(GOOD)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=600) | st.binary(min_size=1000, max_size=5000),
+    offset=st.integers(min_value=0, max_value=15),
+)
+def test_the_c_crc32_paths_agree_with_zlib(data: bytes, offset: int) -> None:
+    """The carry-less-multiply path (64+ bytes, 16-byte folds, where the CPU has it) and the
+    table path both give zlib's CRC-32, at every length and alignment of the buffer."""
+    _walcheck = pytest.importorskip("phase1._walcheck")
+    view = memoryview(bytes(offset) + data)[offset:]  # the same bytes, moved in memory
+    expected = zlib.crc32(data)
+    assert _walcheck.crc32(view) == expected
+    assert _walcheck.crc32_table(view) == expected
+
+
+def test_the_clmul_path_is_taken_on_x86_64_with_pclmul() -> None:
+    """On a CPU that has PCLMULQDQ (every x86-64 of the last decade), the fast path is on;
+    elsewhere the table path serves alone."""
+    import platform
+
+    _walcheck = pytest.importorskip("phase1._walcheck")
+    flags = ""
+    if platform.machine() == "x86_64":
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+        except OSError:
+            pytest.skip("no /proc/cpuinfo to compare with")
+    has = " pclmulqdq" in flags and " sse4_1" in flags
+    assert bool(_walcheck.HAVE_CLMUL) == has
+
+
 trailer_damage = st.sampled_from(
     [
         lambda line: line,

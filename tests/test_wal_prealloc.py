@@ -64,6 +64,86 @@ def test_data_end_stops_before_trailing_padding(data: bytes, end: int) -> None:
     assert data_end(data) == end
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\n",
+        b"a\n",
+        b"a\n\n\n\n",
+        b"a",
+        b"a\n\x00",
+        b"a\n\nb\n",
+        b"x" * 70_000 + b"\n" + PAD * 200_000,  # padding longer than one read-back slice
+        PAD * 150_000,
+        b"y\n" + PAD * (1 << 16) + b"z\n" + PAD * ((1 << 16) - 1),  # a slice edge on data
+    ],
+)
+def test_data_end_of_a_mapped_file_is_that_of_its_bytes(data: bytes, tmp_path: Path) -> None:
+    """The WAL reader maps segments where the disk can (``OsDisk.read_mapped``): the end
+    of the records must not depend on how the bytes are held."""
+    path = tmp_path / "seg"
+    path.write_bytes(data)
+    mapped = OsDisk().read_mapped(str(path))
+    try:
+        assert type(mapped) is not bytes
+        assert data_end(mapped) == data_end(data)
+    finally:
+        mapped.close()
+
+
+def test_read_mapped_of_an_empty_file_is_empty_bytes(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    assert OsDisk().read_mapped(str(tmp_path / "empty")) == b""
+
+
+def test_reading_a_log_on_os_disk_maps_closed_segments_only(tmp_path: Path) -> None:
+    """The same records, torn tail and padding count from the mapped path as from ``read``
+    (a disk without ``read_mapped``); only closed segments are mapped, and none stays
+    mapped afterwards."""
+    wal = str(tmp_path / "wal.log")
+    writer = WalWriter(
+        OsDisk(), wal, next_seq=1, policy="always", preallocate_bytes=4096, segment_bytes=2048
+    )
+    for seq in range(1, 61, 3):
+        writer.append(recs(seq, seq + 2))
+        if seq % 15 == 1:
+            writer.rotate()
+    writer.close()
+    Path(wal).write_bytes(Path(wal).read_bytes() + b'{"seq":61,"ty')  # a torn last line
+
+    class ReadOnly:  # OsDisk without read_mapped: the copying path
+        def __init__(self) -> None:
+            self.disk = OsDisk()
+
+        def __getattr__(self, name: str) -> object:
+            if name == "read_mapped":
+                raise AttributeError(name)
+            return getattr(self.disk, name)
+
+    class Watched(OsDisk):
+        asked: list[str] = []
+
+        def read_mapped(self, path: str) -> object:  # type: ignore[override]
+            self.asked.append(path)
+            return super().read_mapped(path)
+
+    watched = Watched()
+    mapped = read_wal(watched, wal)
+    copied = read_wal(ReadOnly(), wal)  # type: ignore[arg-type]
+    # Never the active segment: a live writer cuts its padding (SIGBUS for a mapped reader)
+    assert watched.asked == mapped.segments[:-1] and mapped.segments[-1] == wal
+    assert len(mapped.segments) > 1 and mapped.torn is not None
+    assert (mapped.records, mapped.torn, mapped.padding_bytes, mapped.bytes_read) == (
+        copied.records,
+        copied.torn,
+        copied.padding_bytes,
+        copied.bytes_read,
+    )
+    with open("/proc/self/maps") as f:
+        maps = f.read()
+    assert str(tmp_path) not in maps
+
+
 def test_writer_pads_to_whole_chunks_and_overwrites_in_place() -> None:
     disk = SimDisk()
     disk.makedirs("data")
