@@ -672,3 +672,139 @@ def test_an_unexpected_error_in_an_inline_fsync_reaches_its_caller_and_stops_the
         q.submit([Job("a")])
     with pytest.raises(DurabilityError, match="an fsync failed"):
         q.submit([Job("b")])
+
+
+# == write-ahead: the chain's last caller writes the next batch =============================
+def _chain_released_during_third_fsync(
+    disk: TurnstileDisk,
+) -> tuple[Config, DurableQueue, dict[str, str], list[threading.Thread]]:
+    """Bring ``disk`` to its third fsync, held: the syncer thread's second, covering "x",
+    started after it released "w0" and "w1" (the previous fsync's callers) as a chain,
+    which both returned.  Returns the queue and the threads still running."""
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    disk.wait_fsyncs(1)  # the lead's own fsync, inline
+    chain = []
+    for name in ("w0", "w1"):
+        th, in_core = _submit_in_thread(q, name, outcomes)
+        _appended(q, in_core)
+        chain.append(th)
+    disk.allow()  # the syncer writes and fsyncs w0 and w1
+    disk.wait_fsyncs(2)
+    lead.join(30)
+    x, in_core = _submit_in_thread(q, "x", outcomes)
+    _appended(q, in_core)  # no chain released yet: stashed only
+    disk.allow()  # w0 and w1 are durable: the syncer writes x, wakes them, fsyncs x
+    disk.wait_fsyncs(3)
+    for th in chain:
+        th.join(30)
+    assert outcomes == {"lead": "acknowledged", "w0": "acknowledged", "w1": "acknowledged"}
+    return cfg, q, outcomes, [x]
+
+
+def test_the_caller_that_brings_back_a_released_chain_writes_while_the_fsync_runs() -> None:
+    disk = TurnstileDisk()
+    cfg, q, outcomes, running = _chain_released_during_third_fsync(disk)
+    writes = disk.appends
+    y0, in_core = _submit_in_thread(q, "y0", outcomes)
+    _appended(q, in_core)
+    assert disk.appends == writes  # one of the two released callers back: stashed only
+    y1, in_core = _submit_in_thread(q, "y1", outcomes)
+    _appended(q, in_core)
+    # Both back: y1 wrote y0 and y1 while the fsync covering x still runs.
+    assert disk.appends == writes + 1 and disk.fsyncs_started == 3
+    assert q.writer.appended_seq == q._stashed_seq > q.writer.durable_seq
+    assert outcomes == {"lead": "acknowledged", "w0": "acknowledged", "w1": "acknowledged"}
+    disk.allow(10)
+    for th in running + [y0, y1]:
+        th.join(30)
+    assert outcomes["x"] == outcomes["y0"] == outcomes["y1"] == "acknowledged"
+    assert disk.appends == writes + 1  # the syncer's fsync for y0, y1 had nothing to write
+    q.close()
+    core = recovered(disk, cfg)
+    assert all(core.knows(j) for j in ("lead", "w0", "w1", "x", "y0", "y1"))
+
+
+def test_a_failed_write_ahead_raises_to_its_callers_and_poisons_the_queue() -> None:
+    disk = TurnstileDisk(fail_append_from=4)  # lead, w0+w1, x, then the write-ahead: EIO
+    cfg, q, outcomes, running = _chain_released_during_third_fsync(disk)
+    y0, in_core = _submit_in_thread(q, "y0", outcomes)
+    _appended(q, in_core)
+    y1, in_core = _submit_in_thread(q, "y1", outcomes)
+    y1.join(30)  # its write-ahead failed: it raises at once
+    assert outcomes["y1"] == "DurabilityError"
+    disk.allow(10)  # the fsync in flight began before the failed write: x is durable
+    for th in running + [y0]:
+        th.join(30)
+    assert outcomes["x"] == "acknowledged" and outcomes["y0"] == "DurabilityError"
+    with pytest.raises(DurabilityError, match="write or fsync failed"):
+        q.submit([Job("later")])
+    q.close()
+    core = recovered(disk, cfg)
+    assert core.knows("x") and not core.knows("y0") and not core.knows("y1")
+
+
+class HeldWriteDisk(TurnstileDisk):
+    """TurnstileDisk whose WAL write number ``hold`` waits for ``write_gate``
+    (``write_entered`` is set when it starts)."""
+
+    def __init__(self, hold: int) -> None:
+        super().__init__()
+        self.hold = hold
+        self.write_gate = threading.Event()
+        self.write_entered = threading.Event()
+
+    def _count_write(self, path: str) -> None:
+        super()._count_write(path)
+        if self.appends == self.hold:
+            self.write_entered.set()
+            assert self.write_gate.wait(30), "the test never opened the write gate"
+
+
+def test_no_write_ahead_while_the_fsyncs_own_write_is_still_running() -> None:
+    """The records go to the file in seq order: a caller that would write ahead while the
+    syncer is still writing the batch it claimed leaves its records to the syncer."""
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = HeldWriteDisk(hold=4)  # lead, w0+w1, x, then the syncer's write of "v": held
+    q = DurableQueue(cfg, disk=disk)
+    # As _chain_released_during_third_fsync, plus "v" stashed during the third fsync.
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    disk.wait_fsyncs(1)
+    first = []
+    for name in ("w0", "w1"):
+        th, in_core = _submit_in_thread(q, name, outcomes)
+        _appended(q, in_core)
+        first.append(th)
+    disk.allow()
+    disk.wait_fsyncs(2)
+    x, in_core = _submit_in_thread(q, "x", outcomes)
+    _appended(q, in_core)
+    disk.allow()  # the syncer writes x, releases w0 and w1 (2 callers out), fsyncs x
+    disk.wait_fsyncs(3)
+    for th in [lead] + first:
+        th.join(30)
+    v, in_core = _submit_in_thread(q, "v", outcomes)  # one of the two back
+    _appended(q, in_core)
+    disk.allow()  # x is durable; the syncer claims v and writes it ...
+    assert disk.write_entered.wait(30)  # ... held: v is claimed, not yet in the file
+    # Out now: one of w0/w1 and x, released by the claim of v.  Both come back mid-write.
+    late = []
+    for name in ("z0", "z1"):
+        th, in_core = _submit_in_thread(q, name, outcomes)
+        _appended(q, in_core)
+        late.append(th)
+    assert q._released == 0  # z1 brought the last one back ...
+    assert disk.appends == 4 and q.writer.appended_seq < q._stashed_seq  # ... but waited
+    disk.write_gate.set()
+    disk.allow(10)
+    for th in [x, v] + late:
+        th.join(30)
+    assert set(outcomes.values()) == {"acknowledged"} and len(outcomes) == 7
+    assert disk.appends == 5  # the syncer wrote z0 and z1 after v, in order
+    q.close()
+    records = read_wal(disk, cfg.wal_path).records
+    assert [r.seq for r in records] == list(range(1, 8))
+    assert [r.job_id for r in records] == ["lead", "w0", "w1", "x", "v", "z0", "z1"]
