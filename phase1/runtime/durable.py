@@ -17,13 +17,6 @@ submitting one job per call):
   Whoever fsyncs next writes everything stashed with one append, then fsyncs.
 * When no fsync is in flight and the syncer thread is idle, the caller writes and fsyncs
   inline, outside the lock (a lone caller never switches threads).
-* Write-ahead: while an fsync is in flight, the caller whose stash brings back the last of
-  the callers the syncer's wake-up chains released (``_released``) writes the whole stash
-  itself, under the lock, once the fsync's own write is done (``_writing``: the file gets
-  records in seq order).  The syncer then starts its next fsync as soon as this one ends,
-  instead of first writing: a write syscall hands the GIL to whoever waits for it, often
-  for a whole caller's turn.  What is stashed after the write-ahead, or everything if the
-  count never reaches 0 (a released caller went away), the syncer writes as before.
 * Callers that stash while an fsync is in flight wait, each blocked on its own lock.  The
   fsync's end hands them to a syncer thread (started on first need) that loops write +
   fsync while anyone waits; until it goes idle, callers leave every fsync to it (one that
@@ -138,14 +131,6 @@ class DurableQueue:
         self._to_wake: deque[LockType] = deque()
         self._chain_head: LockType | None = None  # _to_wake[0] at the idle syncer's last look
         self._syncing = False  # an fsync is in flight (a caller's or the syncer thread's)
-        # The records claimed for the fsync in flight are not written yet: nobody else may
-        # write (records go to the file in seq order).  Set under the lock; cleared by the
-        # claimant, without it, once its write returned.
-        self._writing = False
-        # Write-ahead (policy batch): callers the syncer's wake-up chains released that have
-        # not stashed again since (each stash counts one off, whoever makes it); the stash
-        # that brings it to 0 writes the batch.  0 again when the syncer goes idle.
-        self._released = 0
         self._syncer: threading.Thread | None = None  # started on first need
         self._syncer_asleep = False  # blocked on _wake; released at most once per sleep
         # The syncer was handed the fsyncs: callers wait for it instead of leading one
@@ -210,10 +195,6 @@ class DurableQueue:
                 waiter = self._locked_enqueue_waiter(seq)
             else:
                 seq = self._locked_stash(records)
-                write_ahead = False
-                if self._released:
-                    self._released -= 1
-                    write_ahead = not self._released
                 if (
                     self._syncing
                     or self._syncer_active
@@ -221,10 +202,6 @@ class DurableQueue:
                     or (self._interval_s > 0 and seq - self.writer.durable_seq < self._batch_size)
                 ):
                     waiter = self._locked_enqueue_waiter(seq)
-                    if write_ahead and self._syncing and not self._writing:
-                        # Every caller the chains released is back: write the batch now,
-                        # while the fsync in flight runs (see the module docstring).
-                        self._write_pending(self._locked_take_pending())
                 else:
                     waiter = None
                     self._locked_lead()  # nobody is syncing: fsync inline, no thread switch
@@ -378,14 +355,12 @@ class DurableQueue:
         self._syncing = True
         batch = self._locked_take_pending()
         target = self._stashed_seq
-        self._writing = bool(batch.records)
         self._lock.release()
         started = 0.0
         ok = False
         try:
             if batch.records:
                 self._write_pending(batch)
-                self._writing = False  # (a failed write leaves it set: nothing more is written)
             started = time.perf_counter()
             self.writer.fsync_upto()
             ok = True
@@ -478,7 +453,6 @@ class DurableQueue:
                 if not ready:
                     if self._syncing or not self._waiters:
                         self._syncer_active = False
-                        self._released = 0
                         if self._to_wake:
                             # A wake-up chain is under way: let it run (waking everyone
                             # left at once would have them all fight for the GIL) and look
@@ -501,8 +475,6 @@ class DurableQueue:
                         self._syncing = True
                         batch = self._locked_take_pending()
                         target = self._stashed_seq
-                        self._writing = bool(batch.records)
-                        self._released += len(ready)
                 covered, ready = ready, []
                 lock.release()
                 ok = False
@@ -512,7 +484,6 @@ class DurableQueue:
                         # Written before the wake-up below: a woken caller would take the
                         # GIL while this thread is in the write syscall.
                         self._write_pending(batch)
-                        self._writing = False
                     if covered:
                         # Wake the first; each woken caller wakes the next before it
                         # returns, so this thread starts its next fsync after one wake-up
