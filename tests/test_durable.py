@@ -672,3 +672,38 @@ def test_an_unexpected_error_in_an_inline_fsync_reaches_its_caller_and_stops_the
         q.submit([Job("a")])
     with pytest.raises(DurabilityError, match="an fsync failed"):
         q.submit([Job("b")])
+
+
+def test_the_syncer_leaves_the_callers_it_releases_to_a_wake_up_chain_still_running() -> None:
+    """Callers an fsync covered join the end of the wake-up chain; while earlier callers
+    are still queued on it, the chain reaches them and the syncer wakes nobody itself."""
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = TurnstileDisk()
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    disk.wait_fsyncs(1)
+    w0, in_core = _submit_in_thread(q, "w0", outcomes)
+    _appended(q, in_core)
+    queued = threading.Lock()  # a caller of an earlier chain, not woken yet
+    queued.acquire()
+    with q._lock:
+        w0_waiter = q._waiters[0][1]
+        q._to_wake.append(queued)
+    disk.allow()  # the lead's fsync ends; the syncer's covers w0
+    disk.wait_fsyncs(2)
+    lead.join(30)
+    x, in_core = _submit_in_thread(q, "x", outcomes)
+    _appended(q, in_core)
+    disk.allow()  # w0 is durable: queued behind the running chain; the syncer fsyncs x
+    disk.wait_fsyncs(3)
+    assert list(q._to_wake) == [queued, w0_waiter] and "w0" not in outcomes
+    q._wake_next()  # the chain moves on: the queued caller is woken ...
+    assert queued.acquire(blocking=False)
+    q._wake_next()  # ... and, as it would, wakes the next: w0
+    w0.join(30)
+    assert outcomes == {"lead": "acknowledged", "w0": "acknowledged"}
+    disk.allow(10)
+    x.join(30)
+    assert outcomes["x"] == "acknowledged" and not q._to_wake
+    q.close()
