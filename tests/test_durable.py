@@ -16,6 +16,7 @@ from phase1.disk import OsDisk
 from phase1.errors import DurabilityError
 from phase1.jobs import Job, JobState
 from phase1.recovery import recover
+from phase1.runtime import durable as durable_module
 from phase1.runtime.durable import DurableQueue
 from phase1.sim.disk import SimDisk
 from phase1.wal import read_wal
@@ -674,9 +675,14 @@ def test_an_unexpected_error_in_an_inline_fsync_reaches_its_caller_and_stops_the
         q.submit([Job("b")])
 
 
-def test_the_syncer_leaves_the_callers_it_releases_to_a_wake_up_chain_still_running() -> None:
-    """Callers an fsync covered join the end of the wake-up chain; while earlier callers
-    are still queued on it, the chain reaches them and the syncer wakes nobody itself."""
+@pytest.mark.parametrize("one_cpu", [True, False])
+def test_on_one_cpu_the_syncer_leaves_the_callers_it_releases_to_a_chain_still_running(
+    one_cpu: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Callers an fsync covered join the end of the wake-up chain.  On one CPU, while
+    earlier callers are still queued on it, the chain reaches them and the syncer wakes
+    nobody itself; with more CPUs it wakes the chain's next caller as before."""
+    monkeypatch.setattr(durable_module, "_runs_on_one_cpu", lambda: one_cpu)
     cfg = sim_config("batch", batch_interval_s=0.0)
     disk = TurnstileDisk()
     q = DurableQueue(cfg, disk=disk)
@@ -695,10 +701,14 @@ def test_the_syncer_leaves_the_callers_it_releases_to_a_wake_up_chain_still_runn
     lead.join(30)
     x, in_core = _submit_in_thread(q, "x", outcomes)
     _appended(q, in_core)
-    disk.allow()  # w0 is durable: queued behind the running chain; the syncer fsyncs x
+    disk.allow()  # w0 is durable: queued behind the earlier chain; the syncer fsyncs x
     disk.wait_fsyncs(3)
-    assert list(q._to_wake) == [queued, w0_waiter] and "w0" not in outcomes
-    q._wake_next()  # the chain moves on: the queued caller is woken ...
+    assert "w0" not in outcomes
+    if one_cpu:
+        assert list(q._to_wake) == [queued, w0_waiter]
+        q._wake_next()  # the chain moves on: the queued caller is woken ...
+    else:
+        assert list(q._to_wake) == [w0_waiter]  # the syncer woke the queued caller
     assert queued.acquire(blocking=False)
     q._wake_next()  # ... and, as it would, wakes the next: w0
     w0.join(30)
