@@ -717,3 +717,42 @@ def test_on_one_cpu_the_syncer_leaves_the_callers_it_releases_to_a_chain_still_r
     x.join(30)
     assert outcomes["x"] == "acknowledged" and not q._to_wake
     q.close()
+
+
+def test_on_one_cpu_a_busy_syncer_finishes_a_chain_broken_by_a_caller_that_stopped_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On one CPU the syncer leaves released callers to a chain still running; if that
+    chain stopped (its caller stopped waiting), a syncer kept busy by new work must still
+    notice, not leave the callers queued behind it until the load ends."""
+    monkeypatch.setattr(durable_module, "_runs_on_one_cpu", lambda: True)
+    monkeypatch.setattr(durable_module, "_CHAIN_CHECK_S", 0.0)  # check on every fsync
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = TurnstileDisk()
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    disk.wait_fsyncs(1)
+    w0, in_core = _submit_in_thread(q, "w0", outcomes)
+    _appended(q, in_core)
+    gone = threading.Lock()  # the caller that stopped waiting: nobody acquires it again
+    gone.acquire()
+    with q._lock:
+        q._to_wake.append(gone)
+    disk.allow()  # fsync 1 ends (lead); the syncer's fsync 2 covers w0
+    disk.wait_fsyncs(2)
+    x, in_core = _submit_in_thread(q, "x", outcomes)
+    _appended(q, in_core)
+    disk.allow()  # w0 durable, queued behind `gone`; fsync 3 (x) starts: first look
+    disk.wait_fsyncs(3)
+    y, in_core = _submit_in_thread(q, "y", outcomes)
+    _appended(q, in_core)
+    disk.allow()  # x durable, queued too; second look: the chain did not move
+    disk.wait_fsyncs(4)  # the syncer is busy in fsync 4 (y), not idle
+    for th in (lead, w0, x):
+        th.join(30)
+    assert outcomes == {"lead": "acknowledged", "w0": "acknowledged", "x": "acknowledged"}
+    disk.allow(10)
+    y.join(30)
+    assert outcomes["y"] == "acknowledged" and not q._to_wake
+    q.close()

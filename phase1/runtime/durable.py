@@ -35,8 +35,8 @@ submitting one job per call):
   still wakes the first itself, which can start on another CPU as soon as the fsync
   releases the GIL (leaving it to the chain there: 17 of 40 runs won).  An idle syncer
   leaves a chain alone; it wakes everyone left only if the chain stopped (a caller that
-  stopped waiting never passes on; on one CPU, callers queued behind it wait for that
-  too).
+  stopped waiting never passes on); on one CPU a busy syncer checks that too, every
+  ``_CHAIN_CHECK_S``, before it leaves callers to a chain.
 
 So one fsync releases every waiter it covers, nobody is woken to find its record still
 unsynced or to re-take the lock, and under load no caller waits for a leader election.
@@ -465,6 +465,7 @@ class DurableQueue:
         interval = self._interval_s
         ready: list[LockType] = []
         one_cpu = _runs_on_one_cpu()  # looked at again after each idle sleep
+        chain_check_at = 0.0  # when a busy syncer on one CPU next checks the chain moves
         lock.acquire()
         try:
             while not (self._closed or writer.poisoned or self._failure is not None):
@@ -521,6 +522,14 @@ class DurableQueue:
                                 chain_running = True
                             if not chain_running:
                                 self._wake_next()
+                            elif time.perf_counter() >= chain_check_at:
+                                # A busy syncer never idles to see that a chain stopped (a
+                                # caller that stopped waiting passes nothing on): look here
+                                # too, or the callers queued behind it would wait until
+                                # the load ends.
+                                chain_check_at = time.perf_counter() + _CHAIN_CHECK_S
+                                if self._chain_stalled():
+                                    self._wake_all_queued()
                     if target >= 0:
                         started = time.perf_counter()
                         writer.fsync_upto()
