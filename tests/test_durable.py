@@ -16,6 +16,7 @@ from phase1.disk import OsDisk
 from phase1.errors import DurabilityError
 from phase1.jobs import Job, JobState
 from phase1.recovery import recover
+from phase1.runtime import durable as durable_module
 from phase1.runtime.durable import DurableQueue
 from phase1.sim.disk import SimDisk
 from phase1.wal import read_wal
@@ -672,3 +673,86 @@ def test_an_unexpected_error_in_an_inline_fsync_reaches_its_caller_and_stops_the
         q.submit([Job("a")])
     with pytest.raises(DurabilityError, match="an fsync failed"):
         q.submit([Job("b")])
+
+
+@pytest.mark.parametrize("one_cpu", [True, False])
+def test_on_one_cpu_the_syncer_leaves_the_callers_it_releases_to_a_chain_still_running(
+    one_cpu: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Callers an fsync covered join the end of the wake-up chain.  On one CPU, while
+    earlier callers are still queued on it, the chain reaches them and the syncer wakes
+    nobody itself; with more CPUs it wakes the chain's next caller as before."""
+    monkeypatch.setattr(durable_module, "_runs_on_one_cpu", lambda: one_cpu)
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = TurnstileDisk()
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    disk.wait_fsyncs(1)
+    w0, in_core = _submit_in_thread(q, "w0", outcomes)
+    _appended(q, in_core)
+    queued = threading.Lock()  # a caller of an earlier chain, not woken yet
+    queued.acquire()
+    with q._lock:
+        w0_waiter = q._waiters[0][1]
+        q._to_wake.append(queued)
+    disk.allow()  # the lead's fsync ends; the syncer's covers w0
+    disk.wait_fsyncs(2)
+    lead.join(30)
+    x, in_core = _submit_in_thread(q, "x", outcomes)
+    _appended(q, in_core)
+    disk.allow()  # w0 is durable: queued behind the earlier chain; the syncer fsyncs x
+    disk.wait_fsyncs(3)
+    assert "w0" not in outcomes
+    if one_cpu:
+        assert list(q._to_wake) == [queued, w0_waiter]
+        q._wake_next()  # the chain moves on: the queued caller is woken ...
+    else:
+        assert list(q._to_wake) == [w0_waiter]  # the syncer woke the queued caller
+    assert queued.acquire(blocking=False)
+    q._wake_next()  # ... and, as it would, wakes the next: w0
+    w0.join(30)
+    assert outcomes == {"lead": "acknowledged", "w0": "acknowledged"}
+    disk.allow(10)
+    x.join(30)
+    assert outcomes["x"] == "acknowledged" and not q._to_wake
+    q.close()
+
+
+def test_on_one_cpu_a_busy_syncer_finishes_a_chain_broken_by_a_caller_that_stopped_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On one CPU the syncer leaves released callers to a chain still running; if that
+    chain stopped (its caller stopped waiting), a syncer kept busy by new work must still
+    notice, not leave the callers queued behind it until the load ends."""
+    monkeypatch.setattr(durable_module, "_runs_on_one_cpu", lambda: True)
+    monkeypatch.setattr(durable_module, "_CHAIN_CHECK_S", 0.0)  # check on every fsync
+    cfg = sim_config("batch", batch_interval_s=0.0)
+    disk = TurnstileDisk()
+    q = DurableQueue(cfg, disk=disk)
+    outcomes: dict[str, str] = {}
+    lead, _ = _submit_in_thread(q, "lead", outcomes)
+    disk.wait_fsyncs(1)
+    w0, in_core = _submit_in_thread(q, "w0", outcomes)
+    _appended(q, in_core)
+    gone = threading.Lock()  # the caller that stopped waiting: nobody acquires it again
+    gone.acquire()
+    with q._lock:
+        q._to_wake.append(gone)
+    disk.allow()  # fsync 1 ends (lead); the syncer's fsync 2 covers w0
+    disk.wait_fsyncs(2)
+    x, in_core = _submit_in_thread(q, "x", outcomes)
+    _appended(q, in_core)
+    disk.allow()  # w0 durable, queued behind `gone`; fsync 3 (x) starts: first look
+    disk.wait_fsyncs(3)
+    y, in_core = _submit_in_thread(q, "y", outcomes)
+    _appended(q, in_core)
+    disk.allow()  # x durable, queued too; second look: the chain did not move
+    disk.wait_fsyncs(4)  # the syncer is busy in fsync 4 (y), not idle
+    for th in (lead, w0, x):
+        th.join(30)
+    assert outcomes == {"lead": "acknowledged", "w0": "acknowledged", "x": "acknowledged"}
+    disk.allow(10)
+    y.join(30)
+    assert outcomes["y"] == "acknowledged" and not q._to_wake
+    q.close()
