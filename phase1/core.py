@@ -701,7 +701,7 @@ class QueueCore:
                 # Unpacked at once: a plain tuple (the C reader's rows) unpacks several
                 # times faster than its fields are read by name.
                 seq, rtype, job_id, _, attempt, worker_id, deadline_ms, _, job = r
-                if seq == last + 1:
+                if seq - last == 1:  # (a small int: no new int object per record)
                     if rtype == "ACK":
                         entry = jobs.get(job_id)
                         if (
