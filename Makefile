@@ -10,7 +10,7 @@ CASES ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py phase1/_walcheck.c
+$(VENV)/.installed: pyproject.toml setup.py phase1/_walcheck.c phase1/_replay.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -e '.[dev]'
 	touch $@

@@ -44,6 +44,11 @@ from typing import Any, NamedTuple, NoReturn
 from phase1.errors import IllegalTransition, InvalidJobError, InvariantViolation
 from phase1.jobs import PRIORITY_MAX, Job, JobState
 
+try:  # the optional C accelerator (setup.py) of replay's common moves; same answers
+    from phase1._replay import replay_rows as _c_replay
+except ImportError:  # pragma: no cover - built wherever a C compiler was at install
+    _c_replay = None
+
 __all__ = [
     "TRANSITIONS",
     "RECORD_TYPES",
@@ -697,88 +702,120 @@ class QueueCore:
         )
         r: Any
         try:
-            for r in records:
-                # Unpacked at once: a plain tuple (the C reader's rows) unpacks several
-                # times faster than its fields are read by name.
-                seq, rtype, job_id, _, attempt, worker_id, deadline_ms, _, job = r
-                if seq - last == 1:  # (a small int: no new int object per record)
-                    if rtype == "ACK":
-                        entry = jobs.get(job_id)
-                        if (
-                            entry is not None
-                            and entry.state is running
-                            and entry.attempt == attempt
-                            and not waiters
-                        ):
-                            del jobs[job_id]
-                            entry.flight = None
-                            del in_flight[job_id]
-                            d_running -= 1
-                            completed[job_id] = None
-                            last = seq
-                            continue
-                    elif rtype == "DISPATCH":
-                        entry = jobs.get(job_id)
-                        if (
-                            entry is not None
-                            and entry.state is pending
-                            and attempt == entry.attempt + 1
-                            and deadline_ms is not None
-                            and not blocked
-                        ):
-                            entry.order = -1
-                            d_pending -= 1
-                            d_running += 1
-                            entry.state = running
-                            entry.attempt = attempt
-                            # the row stands in for its InFlight (most are acknowledged a
-                            # few records later): the finally below builds the rest's
-                            entry.flight = r
-                            in_flight[job_id] = entry
-                            last = seq
-                            continue
-                    elif (
-                        rtype == "ENQUEUE"
-                        and job is not None
-                        and job[0] == job_id
-                        and not job[6]
-                        and job[5] is None
-                        and (
-                            fresh
-                            or (
-                                job_id not in jobs
-                                and job_id not in completed
-                                and (not dead or job_id not in dead)
+            if _c_replay is not None and type(records) is list:
+                # The same moves in C (phase1/_replay.c), on these same objects: it stops
+                # at each row that is not one of them, which goes through apply here.
+                st = [last, order, 0, 0, pack_at]
+                ctx = (
+                    *(jobs, in_flight, completed, dead, waiters, blocked),
+                    tuple(fifo.append for fifo in ready),
+                    *(entry_type, pending, running, _pack, fresh),
+                )
+                pos = 0
+                while True:
+                    try:
+                        pos = _c_replay(records, pos, st, ctx)
+                    finally:
+                        last, order, d_pending, d_running = st[0], st[1], st[2], st[3]
+                    if pos >= len(records):
+                        break
+                    r = records[pos]
+                    pos += 1
+                    self.last_seq = last
+                    self._next_order = order
+                    counts[pending] += d_pending
+                    counts[running] += d_running
+                    d_pending = d_running = 0
+                    if to_record is not None:
+                        r = to_record(r)
+                    apply(r)
+                    last = self.last_seq
+                    order = self._next_order
+                    pack_at = never if above is None else above - counts[pending]
+                    st[:] = (last, order, 0, 0, pack_at)
+            else:
+                for r in records:
+                    # Unpacked at once: a plain tuple (the C reader's rows) unpacks several
+                    # times faster than its fields are read by name.
+                    seq, rtype, job_id, _, attempt, worker_id, deadline_ms, _, job = r
+                    if seq - last == 1:  # (a small int: no new int object per record)
+                        if rtype == "ACK":
+                            entry = jobs.get(job_id)
+                            if (
+                                entry is not None
+                                and entry.state is running
+                                and entry.attempt == attempt
+                                and not waiters
+                            ):
+                                del jobs[job_id]
+                                entry.flight = None
+                                del in_flight[job_id]
+                                d_running -= 1
+                                completed[job_id] = None
+                                last = seq
+                                continue
+                        elif rtype == "DISPATCH":
+                            entry = jobs.get(job_id)
+                            if (
+                                entry is not None
+                                and entry.state is pending
+                                and attempt == entry.attempt + 1
+                                and deadline_ms is not None
+                                and not blocked
+                            ):
+                                entry.order = -1
+                                d_pending -= 1
+                                d_running += 1
+                                entry.state = running
+                                entry.attempt = attempt
+                                # the row stands in for its InFlight (most are acknowledged a
+                                # few records later): the finally below builds the rest's
+                                entry.flight = r
+                                in_flight[job_id] = entry
+                                last = seq
+                                continue
+                        elif (
+                            rtype == "ENQUEUE"
+                            and job is not None
+                            and job[0] == job_id
+                            and not job[6]
+                            and job[5] is None
+                            and (
+                                fresh
+                                or (
+                                    job_id not in jobs
+                                    and job_id not in completed
+                                    and (not dead or job_id not in dead)
+                                )
                             )
-                        )
-                    ):
-                        # _Entry(job) with its order and copy set, without an __init__ frame
-                        entry = new_entry(entry_type)
-                        entry.job = _pack(job) if d_pending >= pack_at else job
-                        entry.state = pending
-                        entry.attempt = job[2]
-                        entry.order = order
-                        entry.flight = None
-                        entry.unmet = 0
-                        entry.copies = 1
-                        jobs[job_id] = entry
-                        d_pending += 1
-                        order += 1
-                        ready[job[4]].append(entry)
-                        last = seq
-                        continue
-                self.last_seq = last
-                self._next_order = order
-                counts[pending] += d_pending
-                counts[running] += d_running
-                d_pending = d_running = 0
-                pack_at = never if above is None else above - counts[pending]
-                if to_record is not None:
-                    r = to_record(r)
-                apply(r)
-                last = self.last_seq
-                order = self._next_order
-                pack_at = never if above is None else above - counts[pending]
+                        ):
+                            # _Entry(job) with its order and copy set, without an __init__ frame
+                            entry = new_entry(entry_type)
+                            entry.job = _pack(job) if d_pending >= pack_at else job
+                            entry.state = pending
+                            entry.attempt = job[2]
+                            entry.order = order
+                            entry.flight = None
+                            entry.unmet = 0
+                            entry.copies = 1
+                            jobs[job_id] = entry
+                            d_pending += 1
+                            order += 1
+                            ready[job[4]].append(entry)
+                            last = seq
+                            continue
+                    self.last_seq = last
+                    self._next_order = order
+                    counts[pending] += d_pending
+                    counts[running] += d_running
+                    d_pending = d_running = 0
+                    pack_at = never if above is None else above - counts[pending]
+                    if to_record is not None:
+                        r = to_record(r)
+                    apply(r)
+                    last = self.last_seq
+                    order = self._next_order
+                    pack_at = never if above is None else above - counts[pending]
         finally:
             self.last_seq = last
             self._next_order = order

@@ -18,6 +18,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from phase1 import core as core_module
 from phase1.core import CoreState, LateAck, QueueCore, Record, SendToWorker, Step, replay
 from phase1.errors import InvalidJobError
 from phase1.jobs import Job, JobState
@@ -190,6 +191,15 @@ class QueueMachine(RuleBasedStateMachine):
         fresh = new_core()
         assert replay(fresh, self.records) == len(self.records)  # the bulk path
         assert fresh.export() == state
+        if core_module._c_replay is not None:  # ... its moves in C (above), and in Python
+            saved, core_module._c_replay = core_module._c_replay, None
+            try:
+                in_python = new_core()
+                assert replay(in_python, self.records) == len(self.records)
+            finally:
+                core_module._c_replay = saved
+            assert in_python.export() == state
+            assert in_python.next_wakeup_s() == fresh.next_wakeup_s()
         fresh.check()
         one_by_one = new_core()
         assert sum(one_by_one.apply(rec) for rec in self.records) == len(self.records)
