@@ -321,10 +321,10 @@ class Config:
     http_max_bytes: int = 1_048_576
     fibonacci_max_input: int = 90
     timeout_check_interval_s: float = 1.0  # the seed's timeoutLoop tick
-    recovery_cost_fixed_s: float = 8.290e-05
-    recovery_cost_per_snapshot_job_s: float = 1.870e-06
-    recovery_cost_per_finished_job_s: float = 1.610e-07
-    recovery_cost_per_wal_record_s: float = 9.210e-07
+    recovery_cost_fixed_s: float = 5.165e-05
+    recovery_cost_per_snapshot_job_s: float = 9.985e-07
+    recovery_cost_per_finished_job_s: float = 1.320e-07
+    recovery_cost_per_wal_record_s: float = 4.390e-07
     fsync_latency_s_mean: float = 1.640e-04
     drain_on_stop: bool = True
     # hold waiting payloads packed (less memory, more CPU): true, false, or "auto" = only

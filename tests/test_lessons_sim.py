@@ -183,6 +183,6 @@ def test_check_09_drain_at_60():
 
 
 def test_check_09_recovery_ratio_matches_lesson_09():
-    assert ex.check_09_recovery_ratio(8.55).correct
+    assert ex.check_09_recovery_ratio(6.24).correct
     assert not ex.check_09_recovery_ratio(1.0).correct
     assert not ex.check_09_recovery_ratio("many").correct

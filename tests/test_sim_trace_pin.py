@@ -88,15 +88,15 @@ def digest(name: str) -> str:
 
 
 PINNED = {
-    "crash-storm-bench": "e22a6f95b42084d01b445662cdcb846fbefb85b36e7b9b9be9a5f2a10515c83e",
-    "crash-storm": "a5fead3a5c4ec8ad8093b3081ae448ca383a3ce3a7d2a509aac66061774bb287",
-    "crash-storm-batched": "0503e01adca08665944e18ff7d3218701008931cdbc431dc6794618fb14b589b",
-    "storm-always": "dbc6d419a6ba97251a6018465e0d80739e99415920b53cb34551c1350498f778",
-    "storm-never": "c410bf34fa9f342d31e34f72db2a5bb2e83b964b9cc171688777b29309cd526f",
-    "stuck-workers-dying": "efd2b20edb9612d0809621db41e5904b2192e1f53a23d5f5c560f919d218fe44",
-    "slow-workers-never-deadline": "e6bc53703594f663b16596dc9747ed51534c8b09a83f2fcbb55a43da2c968283",
-    "power-loss": "28bdabedfb99baf8c0fefbabb1a3a001afa0feac671b3770ea2e9e258193186c",
-    "power-loss-never": "3424d6160236ace3f37c7bfd334a6e88ab3ba55cae0fa719a8e15f6303b21810",
+    "crash-storm-bench": "8950edb57151c6ef2bf23694a188482781f9a674e7784afc164c41c54c3ec889",
+    "crash-storm": "94ec5bb4c1b128ffc722b3fa477e1c689faf923d84a7b6653b59131da03a9041",
+    "crash-storm-batched": "8ccaf8f6a6538b7513baaf1b2ab93cd0a522e731ebe6955837b094f09484f6e4",
+    "storm-always": "a0a5cf6aa1a6b551eec1a68ff61448c16c6cba7852f5c703608ba2c35c9f4a3b",
+    "storm-never": "2a1812f16177f87a12826bf2a35a618282e65c20592fb04e84b383b4c4ba48e5",
+    "stuck-workers-dying": "8280611b3a44cb1f224bfc8b0b50bb1a2524b33d1282b6ee22975612362ea605",
+    "slow-workers-never-deadline": "f0364d92521a2f24995324a48397c2aa5098efec13cdc357ea3a17fa64ec0571",
+    "power-loss": "3bb7abfe65a754a8c3f92000855da653118c3f7ae318b5a1ba266250013bdd46",
+    "power-loss-never": "dffa8b14a76d1736c0ed127f7c18c5289d9157b822981e26a8ce03fbe2cd4732",
 }
 
 
