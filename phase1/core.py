@@ -721,16 +721,10 @@ class QueueCore:
                         break
                     r = records[pos]
                     pos += 1
-                    self.last_seq = last
-                    self._next_order = order
-                    counts[pending] += d_pending
-                    counts[running] += d_running
+                    self._fold(last, order, d_pending, d_running)
                     d_pending = d_running = 0
-                    if to_record is not None:
-                        r = to_record(r)
-                    apply(r)
-                    last = self.last_seq
-                    order = self._next_order
+                    apply(r if to_record is None else to_record(r))
+                    last, order = self.last_seq, self._next_order
                     pack_at = never if above is None else above - counts[pending]
                     st[:] = (last, order, 0, 0, pack_at)
             else:
@@ -804,23 +798,13 @@ class QueueCore:
                             ready[job[4]].append(entry)
                             last = seq
                             continue
-                    self.last_seq = last
-                    self._next_order = order
-                    counts[pending] += d_pending
-                    counts[running] += d_running
+                    self._fold(last, order, d_pending, d_running)
                     d_pending = d_running = 0
-                    pack_at = never if above is None else above - counts[pending]
-                    if to_record is not None:
-                        r = to_record(r)
-                    apply(r)
-                    last = self.last_seq
-                    order = self._next_order
+                    apply(r if to_record is None else to_record(r))
+                    last, order = self.last_seq, self._next_order
                     pack_at = never if above is None else above - counts[pending]
         finally:
-            self.last_seq = last
-            self._next_order = order
-            counts[pending] += d_pending
-            counts[running] += d_running
+            self._fold(last, order, d_pending, d_running)
             deadlines = []
             for job_id, e in in_flight.items():
                 f: Any = e.flight
@@ -833,6 +817,15 @@ class QueueCore:
         # every record applied moved last_seq on by one; the others (already reflected)
         # left it alone
         return self.last_seq - first_last
+
+    def _fold(self, last: int, order: int, d_pending: int, d_running: int) -> None:
+        """Store ``replay``'s locals in the core: the last seq applied, the next FIFO order,
+        and the moves of the pending and in-flight counts since the last fold."""
+        self.last_seq = last
+        self._next_order = order
+        counts = self._counts
+        counts[P] += d_pending
+        counts[R] += d_running
 
     def _apply_enqueue(self, r: Record) -> None:
         if r.job is None or r.job.id != r.job_id:
