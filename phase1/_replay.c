@@ -92,10 +92,131 @@ static inline int small_int(PyObject *o, long long *v) {
     return !overflow && !(*v == -1 && PyErr_Occurred());
 }
 
+/* What one call works on: ctx's objects (borrowed from the caller's tuple, which it holds)
+ * and the Python loop's locals. */
+typedef struct {
+    PyObject *jobs, *in_flight, *completed, *dead, *waiters, *blocked, *appends, *pending,
+        *running, *pack;
+    PyTypeObject *entry_t;
+    int fresh;
+    long long last, order, d_pending, d_running, pack_at;
+} replay_state;
+
+/* ACK of the attempt in flight, while no job waits on a dependency. */
+static int apply_ack(replay_state *s, PyObject *job_id, PyObject *attempt, PyObject *entry) {
+    if (PyDict_GET_SIZE(s->waiters) != 0 || SLOT(entry, S_STATE) != s->running ||
+        SLOT(entry, S_ATTEMPT) == NULL)
+        return 0;
+    int same = PyObject_RichCompareBool(SLOT(entry, S_ATTEMPT), attempt, Py_EQ);
+    if (same <= 0) return same;
+    /* del jobs[job_id]; entry.flight = None; del in_flight[job_id]; completed[...] = None */
+    if (PyDict_DelItem(s->jobs, job_id) < 0) return -1;
+    slot_set(entry, S_FLIGHT, Py_None);
+    if (PyDict_DelItem(s->in_flight, job_id) < 0) return -1;
+    s->d_running -= 1;
+    if (PyDict_SetItem(s->completed, job_id, Py_None) < 0) return -1;
+    return 1;
+}
+
+/* DISPATCH of a pending job, attempt = its attempt + 1, with a deadline, nothing blocked. */
+static int apply_dispatch(replay_state *s, PyObject *r, PyObject *job_id, PyObject *attempt,
+                          PyObject *entry) {
+    long long now_attempt, next_attempt;
+    if (PyTuple_GET_ITEM(r, 6) == Py_None || PyDict_GET_SIZE(s->blocked) != 0 ||
+        SLOT(entry, S_STATE) != s->pending || SLOT(entry, S_ATTEMPT) == NULL ||
+        !small_int(SLOT(entry, S_ATTEMPT), &now_attempt) || !small_int(attempt, &next_attempt) ||
+        now_attempt == LLONG_MAX || next_attempt != now_attempt + 1)
+        return 0;
+    PyObject *minus_one = PyLong_FromLong(-1); /* a cached small int */
+    slot_set(entry, S_ORDER, minus_one);
+    Py_DECREF(minus_one);
+    s->d_pending -= 1;
+    s->d_running += 1;
+    slot_set(entry, S_STATE, s->running);
+    slot_set(entry, S_ATTEMPT, attempt);
+    slot_set(entry, S_FLIGHT, r); /* the row stands in for its InFlight */
+    return PyDict_SetItem(s->in_flight, job_id, entry) < 0 ? -1 : 1;
+}
+
+/* ENQUEUE of a job with no dependencies and no delay, naming job_id, the job unknown. */
+static int apply_enqueue(replay_state *s, PyObject *r, PyObject *job_id) {
+    PyObject *job = PyTuple_GET_ITEM(r, 8);
+    if (!PyTuple_Check(job) || PyTuple_GET_SIZE(job) < 7 || PyTuple_GET_ITEM(job, 5) != Py_None)
+        return 0;
+    int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(job, 0), job_id, Py_EQ);
+    if (same <= 0) return same;
+    int deps = PyObject_IsTrue(PyTuple_GET_ITEM(job, 6));
+    if (deps != 0) return deps < 0 ? -1 : 0;
+    long long priority;
+    if (!small_int(PyTuple_GET_ITEM(job, 4), &priority) || priority < 0 ||
+        priority >= PyTuple_GET_SIZE(s->appends))
+        return 0;
+    if (!s->fresh) {
+        int known = PyDict_Contains(s->jobs, job_id);
+        if (known == 0) known = PyDict_Contains(s->completed, job_id);
+        if (known == 0 && PyDict_GET_SIZE(s->dead) != 0) known = PyDict_Contains(s->dead, job_id);
+        if (known != 0) return known < 0 ? -1 : 0;
+    }
+    PyObject *entry = s->entry_t->tp_alloc(s->entry_t, 0);
+    if (entry == NULL) return -1;
+    PyObject *held = s->d_pending >= s->pack_at ? PyObject_CallOneArg(s->pack, job) : Py_NewRef(job);
+    PyObject *order_obj = held == NULL ? NULL : PyLong_FromLongLong(s->order);
+    if (order_obj == NULL) {
+        Py_XDECREF(held);
+        Py_DECREF(entry);
+        return -1;
+    }
+    /* the new entry's slots are all NULL: nothing to release */
+    SLOT(entry, S_JOB) = held;
+    SLOT(entry, S_STATE) = Py_NewRef(s->pending);
+    SLOT(entry, S_ATTEMPT) = Py_NewRef(PyTuple_GET_ITEM(job, 2));
+    SLOT(entry, S_ORDER) = order_obj;
+    SLOT(entry, S_FLIGHT) = Py_NewRef(Py_None);
+    SLOT(entry, S_UNMET) = PyLong_FromLong(0); /* cached small ints */
+    SLOT(entry, S_COPIES) = PyLong_FromLong(1);
+    int rc = PyDict_SetItem(s->jobs, job_id, entry);
+    if (rc == 0) {
+        s->d_pending += 1;
+        s->order += 1;
+        PyObject *appended = PyObject_CallOneArg(PyTuple_GET_ITEM(s->appends, priority), entry);
+        rc = appended == NULL ? -1 : 0;
+        Py_XDECREF(appended);
+    }
+    Py_DECREF(entry);
+    return rc < 0 ? -1 : 1;
+}
+
+/* Apply row r if it is one of the three moves: 1 applied, 0 not one (nothing changed), -1
+ * an exception (the state as far as the Python loop would have got). */
+static int apply_row(replay_state *s, PyObject *r) {
+    long long seq;
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 9 || !small_int(PyTuple_GET_ITEM(r, 0), &seq) ||
+        s->last == LLONG_MAX || seq != s->last + 1)
+        return 0;
+    PyObject *rtype = PyTuple_GET_ITEM(r, 1), *job_id = PyTuple_GET_ITEM(r, 2);
+    if (!PyUnicode_CheckExact(rtype) || !PyUnicode_CheckExact(job_id)) return 0;
+    int rc;
+    if (type_is(rtype, str_enqueue)) {
+        rc = apply_enqueue(s, r, job_id);
+    } else {
+        int ack = type_is(rtype, str_ack);
+        if (!ack && !type_is(rtype, str_dispatch)) return 0;
+        PyObject *entry = PyDict_GetItemWithError(s->jobs, job_id); /* borrowed */
+        if (entry == NULL) return PyErr_Occurred() ? -1 : 0;
+        if (!Py_IS_TYPE(entry, s->entry_t)) return 0;
+        Py_INCREF(entry); /* held while a comparison might run code, and across the del */
+        PyObject *attempt = PyTuple_GET_ITEM(r, 4);
+        rc = ack ? apply_ack(s, job_id, attempt, entry)
+                 : apply_dispatch(s, r, job_id, attempt, entry);
+        Py_DECREF(entry);
+    }
+    if (rc > 0) s->last = seq;
+    return rc;
+}
+
 /* Write back [last, order, d_pending, d_running] (pack_at is the caller's). */
-static int write_state(PyObject *st, long long last, long long order, long long d_pending,
-                       long long d_running) {
-    long long vals[4] = {last, order, d_pending, d_running};
+static int write_state(PyObject *st, const replay_state *s) {
+    long long vals[4] = {s->last, s->order, s->d_pending, s->d_running};
     for (Py_ssize_t k = 0; k < 4; k++) {
         PyObject *v = PyLong_FromLongLong(vals[k]);
         if (v == NULL || PyList_SetItem(st, k, v) < 0) return -1; /* SetItem steals v */
@@ -113,178 +234,46 @@ static PyObject *replay_rows(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *rows = args[0], *st = args[2], *const *ctx = &PyTuple_GET_ITEM(args[3], 0);
-    PyObject *jobs = ctx[0], *in_flight = ctx[1], *completed = ctx[2], *dead = ctx[3],
-             *waiters = ctx[4], *blocked = ctx[5], *appends = ctx[6], *pending = ctx[8],
-             *running = ctx[9], *pack = ctx[10];
     for (int k = 0; k < 6; k++) {
         if (!PyDict_CheckExact(ctx[k])) {
             PyErr_SetString(PyExc_TypeError, "replay_rows: ctx[0:6] must be dicts");
             return NULL;
         }
     }
-    if (!PyTuple_CheckExact(appends) || !PyType_Check(ctx[7])) {
+    if (!PyTuple_CheckExact(ctx[6]) || !PyType_Check(ctx[7])) {
         PyErr_SetString(PyExc_TypeError, "replay_rows: ctx[6] a tuple, ctx[7] a class");
         return NULL;
     }
-    PyTypeObject *entry_t = (PyTypeObject *)ctx[7];
-    if (load_offsets(entry_t) < 0) return NULL;
-    int fresh = PyObject_IsTrue(ctx[11]);
-    if (fresh < 0) return NULL;
-    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
-    if (pos == -1 && PyErr_Occurred()) return NULL;
-    long long last, order, d_pending, d_running, pack_at;
-    if (!small_int(PyList_GET_ITEM(st, 0), &last) || !small_int(PyList_GET_ITEM(st, 1), &order) ||
-        !small_int(PyList_GET_ITEM(st, 2), &d_pending) ||
-        !small_int(PyList_GET_ITEM(st, 3), &d_running) ||
-        !small_int(PyList_GET_ITEM(st, 4), &pack_at)) {
+    replay_state s = {
+        .jobs = ctx[0], .in_flight = ctx[1], .completed = ctx[2], .dead = ctx[3],
+        .waiters = ctx[4], .blocked = ctx[5], .appends = ctx[6],
+        .entry_t = (PyTypeObject *)ctx[7], .pending = ctx[8], .running = ctx[9], .pack = ctx[10],
+    };
+    if (load_offsets(s.entry_t) < 0) return NULL;
+    if ((s.fresh = PyObject_IsTrue(ctx[11])) < 0) return NULL;
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    if (!small_int(PyList_GET_ITEM(st, 0), &s.last) || !small_int(PyList_GET_ITEM(st, 1), &s.order) ||
+        !small_int(PyList_GET_ITEM(st, 2), &s.d_pending) ||
+        !small_int(PyList_GET_ITEM(st, 3), &s.d_running) ||
+        !small_int(PyList_GET_ITEM(st, 4), &s.pack_at)) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_TypeError, "replay_rows: st must hold five ints");
         return NULL;
     }
-    Py_ssize_t n_ready = PyTuple_GET_SIZE(appends);
-    int failed = 0;
-    Py_ssize_t i = pos < 0 ? 0 : pos;
-    for (; i < PyList_GET_SIZE(rows); i++) {
+    int rc = 1;
+    for (i = i < 0 ? 0 : i; i < PyList_GET_SIZE(rows); i++) {
         PyObject *r = PyList_GET_ITEM(rows, i);
-        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 9) break;
-        long long seq;
-        if (!small_int(PyTuple_GET_ITEM(r, 0), &seq) || last == LLONG_MAX || seq != last + 1)
-            break;
-        PyObject *rtype = PyTuple_GET_ITEM(r, 1), *job_id = PyTuple_GET_ITEM(r, 2);
-        if (!PyUnicode_CheckExact(rtype) || !PyUnicode_CheckExact(job_id)) break;
-        PyObject *attempt = PyTuple_GET_ITEM(r, 4);
-        if (type_is(rtype, str_ack)) {
-            if (PyDict_GET_SIZE(waiters) != 0) break;
-            PyObject *entry = PyDict_GetItemWithError(jobs, job_id); /* borrowed */
-            if (entry == NULL) {
-                if (PyErr_Occurred()) failed = 1;
-                break;
-            }
-            if (!Py_IS_TYPE(entry, entry_t) || SLOT(entry, S_STATE) != running ||
-                SLOT(entry, S_ATTEMPT) == NULL)
-                break;
-            int same = PyObject_RichCompareBool(SLOT(entry, S_ATTEMPT), attempt, Py_EQ);
-            if (same <= 0) {
-                failed = same < 0;
-                break;
-            }
-            Py_INCREF(entry); /* del jobs[job_id]; entry.flight = None; del in_flight[...] */
-            if (PyDict_DelItem(jobs, job_id) < 0) {
-                Py_DECREF(entry);
-                failed = 1;
-                break;
-            }
-            slot_set(entry, S_FLIGHT, Py_None);
-            Py_DECREF(entry);
-            if (PyDict_DelItem(in_flight, job_id) < 0) {
-                failed = 1;
-                break;
-            }
-            d_running -= 1;
-            if (PyDict_SetItem(completed, job_id, Py_None) < 0) {
-                failed = 1;
-                break;
-            }
-            last = seq;
-        } else if (type_is(rtype, str_dispatch)) {
-            if (PyTuple_GET_ITEM(r, 6) == Py_None || PyDict_GET_SIZE(blocked) != 0) break;
-            PyObject *entry = PyDict_GetItemWithError(jobs, job_id);
-            if (entry == NULL) {
-                if (PyErr_Occurred()) failed = 1;
-                break;
-            }
-            long long now_attempt, next_attempt;
-            if (!Py_IS_TYPE(entry, entry_t) || SLOT(entry, S_STATE) != pending ||
-                SLOT(entry, S_ATTEMPT) == NULL || !small_int(SLOT(entry, S_ATTEMPT), &now_attempt) ||
-                !small_int(attempt, &next_attempt) || now_attempt == LLONG_MAX ||
-                next_attempt != now_attempt + 1)
-                break;
-            PyObject *minus_one = PyLong_FromLong(-1); /* a cached small int */
-            slot_set(entry, S_ORDER, minus_one);
-            Py_DECREF(minus_one);
-            d_pending -= 1;
-            d_running += 1;
-            slot_set(entry, S_STATE, running);
-            slot_set(entry, S_ATTEMPT, attempt);
-            slot_set(entry, S_FLIGHT, r); /* the row stands in for its InFlight */
-            if (PyDict_SetItem(in_flight, job_id, entry) < 0) {
-                failed = 1;
-                break;
-            }
-            last = seq;
-        } else if (type_is(rtype, str_enqueue)) {
-            PyObject *job = PyTuple_GET_ITEM(r, 8);
-            if (!PyTuple_Check(job) || PyTuple_GET_SIZE(job) < 7 ||
-                PyTuple_GET_ITEM(job, 5) != Py_None)
-                break;
-            int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(job, 0), job_id, Py_EQ);
-            if (same <= 0) {
-                failed = same < 0;
-                break;
-            }
-            int deps = PyObject_IsTrue(PyTuple_GET_ITEM(job, 6));
-            if (deps != 0) {
-                failed = deps < 0;
-                break;
-            }
-            long long priority;
-            if (!small_int(PyTuple_GET_ITEM(job, 4), &priority) || priority < 0 ||
-                priority >= n_ready)
-                break;
-            if (!fresh) {
-                int known = PyDict_Contains(jobs, job_id);
-                if (known == 0) known = PyDict_Contains(completed, job_id);
-                if (known == 0 && PyDict_GET_SIZE(dead) != 0) known = PyDict_Contains(dead, job_id);
-                if (known != 0) {
-                    failed = known < 0;
-                    break;
-                }
-            }
-            PyObject *entry = entry_t->tp_alloc(entry_t, 0);
-            if (entry == NULL) {
-                failed = 1;
-                break;
-            }
-            PyObject *held = d_pending >= pack_at ? PyObject_CallOneArg(pack, job) : Py_NewRef(job);
-            PyObject *order_obj = held == NULL ? NULL : PyLong_FromLongLong(order);
-            if (order_obj == NULL) {
-                Py_XDECREF(held);
-                Py_DECREF(entry);
-                failed = 1;
-                break;
-            }
-            PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1); /* cached */
-            SLOT(entry, S_JOB) = held; /* the new entry's slots are all NULL: no old values */
-            SLOT(entry, S_STATE) = Py_NewRef(pending);
-            SLOT(entry, S_ATTEMPT) = Py_NewRef(PyTuple_GET_ITEM(job, 2));
-            SLOT(entry, S_ORDER) = order_obj;
-            SLOT(entry, S_FLIGHT) = Py_NewRef(Py_None);
-            SLOT(entry, S_UNMET) = zero;
-            SLOT(entry, S_COPIES) = one;
-            if (PyDict_SetItem(jobs, job_id, entry) < 0) {
-                Py_DECREF(entry);
-                failed = 1;
-                break;
-            }
-            d_pending += 1;
-            order += 1;
-            PyObject *appended = PyObject_CallOneArg(PyTuple_GET_ITEM(appends, priority), entry);
-            Py_DECREF(entry);
-            if (appended == NULL) {
-                failed = 1;
-                break;
-            }
-            Py_DECREF(appended);
-            last = seq;
-        } else {
-            break;
-        }
+        Py_INCREF(r); /* held while anything called here might run code */
+        rc = apply_row(&s, r);
+        Py_DECREF(r);
+        if (rc <= 0) break;
     }
-    if (failed) {
+    if (rc < 0) {
         /* Keep the exception; the state still goes back (as the Python loop's finally). */
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        if (write_state(st, last, order, d_pending, d_running) < 0) {
+        if (write_state(st, &s) < 0) {
             Py_XDECREF(type);
             Py_XDECREF(value);
             Py_XDECREF(tb);
@@ -293,7 +282,7 @@ static PyObject *replay_rows(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_Restore(type, value, tb);
         return NULL;
     }
-    if (write_state(st, last, order, d_pending, d_running) < 0) return NULL;
+    if (write_state(st, &s) < 0) return NULL;
     return PyLong_FromSsize_t(i);
 }
 

@@ -168,7 +168,7 @@ def test_replaying_after_a_snapshot_in_c_ends_where_python_does(seed: int, where
 @given(
     seed=st.integers(0, 2**32 - 1),
     at=st.floats(0, 1),
-    how=st.sampled_from(["gap", "repeat", "forge", "re-enqueue", "drop-enqueue"]),
+    how=st.sampled_from(["gap", "repeat", "forge", "skip-attempt", "re-enqueue", "drop-enqueue"]),
 )
 def test_a_log_replay_must_refuse_stops_at_the_same_record_with_c(
     seed: int, at: float, how: str
@@ -184,6 +184,12 @@ def test_a_log_replay_must_refuse_stops_at_the_same_record_with_c(
         bad.insert(i, bad[i - 1])  # seq <= last: already reflected, skipped by both
     elif how == "forge":  # an ACK of an attempt that was never dispatched
         bad[i] = Record(bad[i].seq, "ACK", bad[i].job_id, bad[i].timestamp_ms, attempt=99)
+    elif how == "skip-attempt":  # a DISPATCH whose attempt is not the next one
+        dispatches = [k for k, r in enumerate(bad) if r.type == "DISPATCH"]
+        if not dispatches:
+            return
+        k = dispatches[int(at * (len(dispatches) - 1))]
+        bad[k] = bad[k]._replace(attempt=bad[k].attempt + 1)
     elif how == "re-enqueue":  # a job known by then (pending, in flight, done or dead)
         known = records[0].job_id
         bad[i] = Record(bad[i].seq, "ENQUEUE", known, bad[i].timestamp_ms, job=Job(known))
