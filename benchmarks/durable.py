@@ -13,7 +13,9 @@ Baselines are measured in the same run (``Context.shared`` measures each once):
 * end to end: persist-queue's ``SQLiteAckQueue`` (put, get, ack per job, its defaults);
 * redis (``benchmarks.redis_peer``, when ``/usr/bin/redis-server`` exists): ``LPUSH`` per
   job against sqlite3 1 thread, and LPUSH + LMOVE + LREM per job against sqlite3's three
-  commits per job (``e2e.sqlite3_3commits``), ``--appendfsync always``, one client.
+  commits per job (``e2e.sqlite3_3commits``), ``--appendfsync always``, one client; and
+  16 client threads, one ``LPUSH`` per call, against sqlite3 16 threads (the peer of
+  ``durable.threads16_leader``: redis fsyncs once per event-loop pass, its group commit).
 """
 
 from __future__ import annotations
@@ -831,20 +833,26 @@ def bench_peers(ctx: Context) -> list[Result]:
 
 
 def _redis_rows(ctx: Context) -> list[Result]:
-    """``peer.redis_lpush`` and ``peer.redis_reliable_e2e`` (skipped rows when absent)."""
+    """``peer.redis_lpush``, ``peer.redis_reliable_e2e`` and ``peer.redis_lpush_threads16``
+    (skipped rows when absent)."""
     from benchmarks.e2e import sqlite_three_commits
-    from benchmarks.redis_peer import redis_lpush, redis_reliable_e2e, redis_server_path
+    from benchmarks.redis_peer import (
+        redis_lpush,
+        redis_lpush_threads,
+        redis_reliable_e2e,
+        redis_server_path,
+    )
 
     lpush = redis_lpush(ctx)
     if lpush is None:
         skipped = f"skipped (not installed: no {redis_server_path()})"
         return [
-            ctx.result(name="peer.redis_lpush", figure=None, unit="jobs/s", notes=skipped),
-            ctx.result(name="peer.redis_reliable_e2e", figure=None, unit="jobs/s", notes=skipped),
+            ctx.result(name=name, figure=None, unit="jobs/s", notes=skipped) for name in REDIS_ROWS
         ]
     e2e = redis_reliable_e2e(ctx)
-    assert e2e is not None
-    base1, base3 = sqlite_one_thread(ctx), sqlite_three_commits(ctx)
+    many = redis_lpush_threads(ctx, THREADS)
+    assert e2e is not None and many is not None
+    base1, base3, base16 = sqlite_one_thread(ctx), sqlite_three_commits(ctx), sqlite_threads(ctx)
     server = (
         f"redis-server {lpush['version']} --appendonly yes --appendfsync always --save '' "
         "(AOF fdatasync before each write's reply), one synchronous client over RESP"
@@ -871,7 +879,22 @@ def _redis_rows(ctx: Context) -> list[Result]:
             notes=f"{server}: LPUSH + LMOVE to a processing list + LREM (ack) per job, "
             f"{e2e['jobs']:.0f} jobs (3 fsyncs/job)",
         ),
+        ctx.result(
+            name=REDIS_ROWS[2],
+            figure=float(many["per_s"]),
+            unit="jobs/s",
+            baseline=base16,
+            baseline_label="sqlite3 16 threads, commit/job",
+            ratio=ratio(float(many["per_s"]), base16),
+            notes=f"{server.replace('one synchronous client', 'one connection per thread')}: "
+            f"{THREADS} threads x 1 LPUSH/call, {many['jobs']:.0f} jobs; redis fdatasyncs once "
+            "per event-loop pass for every client's writes; client CPU "
+            f"{float(many['client_cpu_us_per_job']):.1f} us/job",
+        ),
     ]
+
+
+REDIS_ROWS = ("peer.redis_lpush", "peer.redis_reliable_e2e", f"peer.redis_lpush_threads{THREADS}")
 
 
 BENCHMARKS = [
@@ -900,7 +923,6 @@ ROW_NAMES = [
     "durable.memory_pending",
     "durable.memory_pending_packed",
     "peer.persistqueue_ack_e2e",
-    "peer.redis_lpush",
-    "peer.redis_reliable_e2e",
+    *REDIS_ROWS,
     "durable.e2e_submit_dispatch_ack",
 ]

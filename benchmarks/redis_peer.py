@@ -10,6 +10,11 @@ client speaks RESP over a socket (no client library):
 * ``peer.redis_reliable_e2e``: the reliable-queue pattern per job: ``LPUSH`` (enqueue),
   ``LMOVE`` to a processing list (take), ``LREM`` from it (ack): three durable writes.
 
+And the peer of ``durable.threads16_leader``: ``peer.redis_lpush_threads16``, 16 producer
+threads with a connection each, one ``LPUSH`` per call.  redis writes every command of
+one event-loop pass to its AOF and fdatasyncs once before it replies to any of them (its
+group commit), so this is redis at its strongest for one-job calls.
+
 ``PHASE1_BENCH_REDIS_SERVER`` names another binary (the tests point it at a missing path
 to check the skipped rows).
 """
@@ -101,6 +106,7 @@ class RedisServer:
     version: str
     folder: str
     pid: int
+    port: int
 
 
 @contextmanager
@@ -163,7 +169,7 @@ def redis_server(prefix: str) -> Iterator[RedisServer]:
             )
             if client.call("CONFIG", "GET", "appendfsync") != [b"appendfsync", b"always"]:
                 raise RuntimeError("redis-server is not running with appendfsync always")
-            yield RedisServer(client, version, d, proc.pid)
+            yield RedisServer(client, version, d, proc.pid, port)
         finally:
             if client is not None:
                 client.close()
@@ -204,6 +210,52 @@ def _measure(ctx: Context, prefix: str, e2e: bool) -> dict[str, float | str]:
         if left != (0 if e2e else n):
             raise RespError(f"LLEN q = {left!r} after {n} jobs")
     return {"per_s": n / elapsed, "jobs": n, "version": version, "bytes": len(job_body(n))}
+
+
+def _measure_threads(ctx: Context, prefix: str, threads: int) -> dict[str, float | str]:
+    """``threads`` producers, each with its own connection, one ``LPUSH`` per call."""
+    from benchmarks.durable import _run_threads  # the runner durable.threads16_* use
+
+    with redis_server(prefix) as server:
+        clients = [Resp(server.port) for _ in range(threads)]
+        try:
+            for t, client in enumerate(clients):  # warm-up: connections, the AOF file
+                client.call("LPUSH", "warm", job_body(t))
+            server.client.call("DEL", "warm")
+
+            def produce(t: int, deadline: float) -> int:
+                call, n = clients[t].call, 0
+                while time.perf_counter() < deadline:
+                    if not isinstance(call("LPUSH", "q", job_body(n)), int):
+                        raise RespError("LPUSH: no length in the reply")
+                    n += 1
+                return n
+
+            total, elapsed, cpu_s = _run_threads(produce, ctx.seconds(3.0), threads)
+            left = server.client.call("LLEN", "q")
+            if left != total:
+                raise RespError(f"LLEN q = {left!r} after {total} LPUSHes")
+        finally:
+            for client in clients:
+                client.close()
+    return {
+        "per_s": total / elapsed,
+        "jobs": total,
+        "version": server.version,
+        "client_cpu_us_per_job": 1e6 * cpu_s / max(total, 1),
+    }
+
+
+def redis_lpush_threads(ctx: Context, threads: int) -> dict[str, float | str] | None:
+    """``threads`` synchronous clients, one ``LPUSH`` per job each: jobs/s (``None``: not
+    installed)."""
+    if not os.path.exists(redis_server_path()):
+        return None
+    result: dict[str, float | str] = ctx.shared(
+        f"peer.redis_lpush_threads{threads}",
+        lambda: _measure_threads(ctx, f"redis-lpush{threads}", threads),
+    )
+    return result
 
 
 def redis_lpush(ctx: Context) -> dict[str, float | str] | None:

@@ -74,7 +74,7 @@ def test_only_selects_a_group(tmp_path: Path) -> None:
 def test_peers_without_redis_are_skipped_with_a_note(tmp_path: Path) -> None:
     missing = str(tmp_path / "no-such-redis-server")
     rows = _smoke(tmp_path, "peers", PHASE1_BENCH_REDIS_SERVER=missing)
-    for name in ("peer.redis_lpush", "peer.redis_reliable_e2e"):
+    for name in ("peer.redis_lpush", "peer.redis_reliable_e2e", "peer.redis_lpush_threads16"):
         assert rows[name]["figure"] is None
         assert rows[name]["notes"] == f"skipped (not installed: no {missing})"
     assert rows["durable.e2e_submit_dispatch_ack"]["figure"]
@@ -91,6 +91,7 @@ def test_peers_with_redis_measure_it(tmp_path: Path) -> None:
     for name, label in (
         ("peer.redis_lpush", "sqlite3 1 thread, commit/job"),
         ("peer.redis_reliable_e2e", "sqlite3 3 commits/job"),
+        ("peer.redis_lpush_threads16", "sqlite3 16 threads, commit/job"),
     ):
         row = rows[name]
         assert isinstance(row["figure"], float) and row["figure"] > 0
