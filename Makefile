@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml setup.py phase1/_walcheck.c phase1/_replay.c
 test: $(VENV)/.installed
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m ruff format --check $(LINT_PATHS)
-	$(PY) -m mypy phase1
+	$(PY) -m mypy phase1 benchmarks
 	$(PY) -m pytest -n 2 tests
 ifneq ($(NOTEBOOKS),)
 	PYTHONHASHSEED=0 $(PY) -m pytest --nbval --nbval-current-env \

@@ -49,7 +49,8 @@ def raw_fsync(ctx: Context) -> dict[str, float]:
             "max_ms": lat[-1] * 1e3,
         }
 
-    return ctx.shared("disk.raw_fsync", measure)
+    result: dict[str, float] = ctx.shared("disk.raw_fsync", measure)
+    return result
 
 
 def bench_fsync(ctx: Context) -> list[Result]:

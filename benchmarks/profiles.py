@@ -60,11 +60,11 @@ def profile_sim(jobs: int) -> str:
     )
 
 
-def _thread_cpu_s() -> collections.Counter[str]:
+def _thread_cpu_s() -> dict[str, float]:
     """CPU seconds (user + system) so far of each live thread, summed by role, from
     ``/proc/self/task/*/stat`` (clock ticks; empty where there is no ``/proc``)."""
     names = {t.native_id: t.name for t in threading.enumerate()}
-    out: collections.Counter[str] = collections.Counter()
+    out: dict[str, float] = collections.defaultdict(float)
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     try:
         tids = os.listdir("/proc/self/task")
@@ -108,8 +108,7 @@ def _calls_out_of(prof: cProfile.Profile, caller_file: str, n: int) -> str:
 def profile_e2e(prefetch: int, jobs: int) -> str:
     from benchmarks.e2e import controller_run
 
-    cpu: collections.Counter[str] = collections.Counter()
-    marks: dict[str, tuple[float, collections.Counter[str]]] = {}
+    marks: dict[str, tuple[float, dict[str, float]]] = {}
     gc_s = [0.0, 0.0]  # seconds in collections during the timed part, start of the current
     gc_runs = collections.Counter[int]()
     timing = [False]
@@ -153,8 +152,7 @@ def profile_e2e(prefetch: int, jobs: int) -> str:
             r: dict[str, Any] = controller_run(d, jobs, prefetch, probe)
         (p0, c0), (p1, c1) = marks["start"], marks["idle"]
         total = p1 - p0
-        cpu.update(c1)
-        cpu.subtract(c0)
+        cpu = {role: s - c0.get(role, 0.0) for role, s in c1.items()}
         gens = ", ".join(f"gen{g} x{gc_runs[g]}" for g in sorted(gc_runs))
         out.append(
             f"# Controller, 8 workers, prefetch {prefetch}, {jobs} noop jobs: "
@@ -163,7 +161,7 @@ def profile_e2e(prefetch: int, jobs: int) -> str:
             f"CPU/job, {r['fsyncs']} fsyncs; cyclic GC {1e6 * gc_s[0] / jobs:.1f} us/job "
             f"({gens})\n## CPU per thread role, first submit to idle (/proc, 10 ms ticks)"
         )
-        for k, v in cpu.most_common():
+        for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]):
             out.append(f"  {k:22s} {v:6.2f} s ({1e6 * v / jobs:.0f} us/job)")
         want.update({"dispatcher", "results"})
         with tempfile.TemporaryDirectory(dir=TMP_ROOT) as d:

@@ -88,6 +88,7 @@ def bare_modules(jobs: int, seed: int = 0) -> int:
     """The real core, WAL writer and ``SimDisk`` in a plain loop (no SimPy, no faults):
     per job ``enqueue`` + ``dispatch`` in one append and fsync, then ``ack`` in another, at
     the crash-storm scenario's config and job mix.  Returns jobs completed."""
+    from phase1.core import SendToWorker
     from phase1.jobs import Job
     from phase1.recovery import open_writer, recover
     from phase1.sim.disk import SimDisk
@@ -116,6 +117,7 @@ def bare_modules(jobs: int, seed: int = 0) -> int:
         writer.append(enq.records + sent.records, now)
         writer.mark_durable(writer.fsync_upto())
         for send in sent.effects:
+            assert isinstance(send, SendToWorker)
             done = core.ack(send.job.id, send.attempt, now)
             writer.append(done.records, now)
             writer.mark_durable(writer.fsync_upto())
