@@ -217,8 +217,9 @@ def _measure_threads(ctx: Context, prefix: str, threads: int) -> dict[str, float
     from benchmarks.durable import _run_threads  # the runner durable.threads16_* use
 
     with redis_server(prefix) as server:
-        clients = [Resp(server.port) for _ in range(threads)]
+        clients: list[Resp] = []
         try:
+            clients.extend(Resp(server.port) for _ in range(threads))
             for t, client in enumerate(clients):  # warm-up: connections, the AOF file
                 client.call("LPUSH", "warm", job_body(t))
             server.client.call("DEL", "warm")
