@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -165,3 +166,38 @@ def now() -> float:
 
 def python_exe() -> str:
     return sys.executable
+
+
+def run_threads(
+    produce: Callable[[int, float], int], window: float, threads: int
+) -> tuple[int, float, float]:
+    """Start ``threads`` producers together; (jobs done, seconds until the last finished,
+    CPU seconds the whole process used meanwhile: a figure the machine's other load
+    disturbs much less than the wall time)."""
+    counts = [0] * threads
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads + 1)
+    deadline_box: list[float] = []
+
+    def body(t: int) -> None:
+        barrier.wait()
+        try:
+            counts[t] = produce(t, deadline_box[0])
+        except BaseException as exc:  # reported below, not swallowed
+            errors.append(exc)
+
+    workers = [threading.Thread(target=body, args=(t,), daemon=True) for t in range(threads)]
+    for th in workers:
+        th.start()
+    gc.collect()
+    cpu_started = time.process_time()
+    started = time.perf_counter()
+    deadline_box.append(started + window)
+    barrier.wait()
+    for th in workers:
+        th.join()
+    elapsed = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu_started
+    if errors:
+        raise errors[0]
+    return sum(counts), elapsed, cpu_s

@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks._harness import REPO, Context, Result, percentile, ratio, temp_dir
+from benchmarks._harness import REPO, Context, Result, percentile, ratio, run_threads, temp_dir
 from benchmarks.disk import raw_fsync
 from phase1.config import Config
 from phase1.jobs import Job
@@ -121,7 +121,7 @@ def _sqlite_threads_run(ctx: Context, *, pinned: bool = False) -> dict[str, floa
                     n += 1
                 return n
 
-            total, elapsed, cpu_s = _run_threads(produce, window)
+            total, elapsed, cpu_s = run_threads(produce, window, THREADS)
             conn.close()
         return {"per_s": total / elapsed, "cpu_us_per_job": 1e6 * cpu_s / max(total, 1)}
 
@@ -141,41 +141,6 @@ def _on_one_cpu(fn: Callable[[], Any]) -> Any:
         return fn()
     finally:
         restore(before)
-
-
-def _run_threads(
-    produce: Callable[[int, float], int], window: float, threads: int = THREADS
-) -> tuple[int, float, float]:
-    """Start ``threads`` producers together; (jobs done, seconds until the last finished,
-    CPU seconds the whole process used meanwhile: a figure the machine's other load
-    disturbs much less than the wall time)."""
-    counts = [0] * threads
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(threads + 1)
-    deadline_box: list[float] = []
-
-    def body(t: int) -> None:
-        barrier.wait()
-        try:
-            counts[t] = produce(t, deadline_box[0])
-        except BaseException as exc:  # reported below, not swallowed
-            errors.append(exc)
-
-    workers = [threading.Thread(target=body, args=(t,), daemon=True) for t in range(threads)]
-    for th in workers:
-        th.start()
-    gc.collect()
-    cpu_started = time.process_time()
-    started = time.perf_counter()
-    deadline_box.append(started + window)
-    barrier.wait()
-    for th in workers:
-        th.join()
-    elapsed = time.perf_counter() - started
-    cpu_s = time.process_time() - cpu_started
-    if errors:
-        raise errors[0]
-    return sum(counts), elapsed, cpu_s
 
 
 # == DurableQueue ===========================================================================
@@ -252,7 +217,7 @@ def bench_submit_batch(ctx: Context) -> list[Result]:
                 q.submit(batch)
             return len(mine[t]) * 100
 
-        total, elapsed_n, cpu_n = _run_threads(produce, 0.0, threads=n)
+        total, elapsed_n, cpu_n = run_threads(produce, 0.0, n)
         fsyncs_n, synced_n = q.fsyncs, q.records_synced
         q.close()
     per_s_n = total / elapsed_n
@@ -317,7 +282,7 @@ def _threaded_submit(
                     n += 1
                 return n
 
-            total, elapsed, cpu_s = _run_threads(produce, window)
+            total, elapsed, cpu_s = run_threads(produce, window, THREADS)
             fsyncs, synced = q.fsyncs, q.records_synced
             q.close()
         logs.append(log)
@@ -855,7 +820,7 @@ def _redis_rows(ctx: Context) -> list[Result]:
     base1, base3, base16 = sqlite_one_thread(ctx), sqlite_three_commits(ctx), sqlite_threads(ctx)
     server = (
         f"redis-server {lpush['version']} --appendonly yes --appendfsync always --save '' "
-        "(AOF fdatasync before each write's reply), one synchronous client over RESP"
+        "(AOF fdatasync before each write's reply)"
     )
     lpush_s, e2e_s = float(lpush["per_s"]), float(e2e["per_s"])
     return [
@@ -866,7 +831,8 @@ def _redis_rows(ctx: Context) -> list[Result]:
             baseline=base1,
             baseline_label="sqlite3 1 thread, commit/job",
             ratio=ratio(lpush_s, base1),
-            notes=f"{server}: one LPUSH of a {lpush['bytes']}-byte job per call, "
+            notes=f"{server}, one synchronous client over RESP: one LPUSH of a "
+            f"{lpush['bytes']}-byte job per call, "
             f"{lpush['jobs']:.0f} jobs",
         ),
         ctx.result(
@@ -876,7 +842,8 @@ def _redis_rows(ctx: Context) -> list[Result]:
             baseline=base3,
             baseline_label="sqlite3 3 commits/job",
             ratio=ratio(e2e_s, base3),
-            notes=f"{server}: LPUSH + LMOVE to a processing list + LREM (ack) per job, "
+            notes=f"{server}, one synchronous client over RESP: LPUSH + LMOVE to a "
+            "processing list + LREM (ack) per job, "
             f"{e2e['jobs']:.0f} jobs (3 fsyncs/job)",
         ),
         ctx.result(
@@ -886,7 +853,7 @@ def _redis_rows(ctx: Context) -> list[Result]:
             baseline=base16,
             baseline_label="sqlite3 16 threads, commit/job",
             ratio=ratio(float(many["per_s"]), base16),
-            notes=f"{server.replace('one synchronous client', 'one connection per thread')}: "
+            notes=f"{server}, one connection per thread over RESP: "
             f"{THREADS} threads x 1 LPUSH/call, {many['jobs']:.0f} jobs; redis fdatasyncs once "
             "per event-loop pass for every client's writes; client CPU "
             f"{float(many['client_cpu_us_per_job']):.1f} us/job",

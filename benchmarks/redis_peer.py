@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from benchmarks._harness import Context, temp_dir
+from benchmarks._harness import Context, run_threads, temp_dir
 from phase1.jobs import Job
 
 DEFAULT_REDIS_SERVER = "/usr/bin/redis-server"
@@ -214,8 +214,6 @@ def _measure(ctx: Context, prefix: str, e2e: bool) -> dict[str, float | str]:
 
 def _measure_threads(ctx: Context, prefix: str, threads: int) -> dict[str, float | str]:
     """``threads`` producers, each with its own connection, one ``LPUSH`` per call."""
-    from benchmarks.durable import _run_threads  # the runner durable.threads16_* use
-
     with redis_server(prefix) as server:
         clients: list[Resp] = []
         try:
@@ -232,7 +230,7 @@ def _measure_threads(ctx: Context, prefix: str, threads: int) -> dict[str, float
                     n += 1
                 return n
 
-            total, elapsed, cpu_s = _run_threads(produce, ctx.seconds(3.0), threads)
+            total, elapsed, cpu_s = run_threads(produce, ctx.seconds(3.0), threads)
             left = server.client.call("LLEN", "q")
             if left != total:
                 raise RespError(f"LLEN q = {left!r} after {total} LPUSHes")
